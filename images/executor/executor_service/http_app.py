@@ -1,0 +1,147 @@
+"""The HTTP face of the service: /health, /v1/run, /v1/languages and the MCP endpoint, behind one bearer token."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from executor_service.jobs import LANGUAGES, RequestRejected, RunRequest, job_from_request
+from executor_service.mcp_tool import MCP_PATH, build_mcp_app, build_mcp_server
+from executor_service.runner import ExecutorUnavailable, JobRunner, JobStartFailed
+
+PUBLIC_PATHS = frozenset({"/health"})
+#: JSON may escape one byte of source or stdin as six ("\u0001"): room for both at that worst case.
+_BODY_ESCAPE_FACTOR = 12
+_BODY_OVERHEAD = 64 * 1024
+
+
+def error(status: int, message: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+class BearerTokenGate:
+    """Answers 401 unless ``Authorization: Bearer <token>`` matches; ``PUBLIC_PATHS`` pass freely.
+
+    Compares SHA-256 digests with hmac.compare_digest: constant time, and blind to the token's length.
+    """
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app = app
+        self._digest = hashlib.sha256(token.encode()).digest()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self._authorized(Headers(scope=scope)):
+            await self.app(scope, receive, send)
+            return
+        response = error(401, "missing or wrong bearer token (Authorization: Bearer <EXECUTOR_TOKEN>)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="executor"'
+        await response(scope, receive, send)
+
+    def _authorized(self, headers: Headers) -> bool:
+        scheme, _, presented = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(hashlib.sha256(presented.strip().encode()).digest(), self._digest)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body is {declared} bytes; at most {limit} are accepted")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    problems = []
+    for problem in exc.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        problems.append(f"{where}: {problem['msg']}")
+    return "; ".join(problems)
+
+
+def create_app(runner: JobRunner) -> Starlette:
+    settings = runner.settings
+    body_limit = _BODY_ESCAPE_FACTOR * settings.max_source_bytes + _BODY_OVERHEAD
+    mcp_server = build_mcp_server(runner)
+    mcp_app = build_mcp_app(mcp_server)
+
+    async def health(request: Request) -> Response:
+        if runner.unusable_reason is not None:
+            return JSONResponse({"status": "unusable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def languages(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "languages": [{"name": name, "interpreter": runner.interpreters.get(name)} for name in LANGUAGES],
+                "limits": {
+                    "default_timeout_s": settings.default_timeout_s,
+                    "max_timeout_s": settings.max_timeout_s,
+                    "max_output_bytes": settings.max_output_bytes,
+                    "max_source_bytes": settings.max_source_bytes,
+                },
+            }
+        )
+
+    async def run(request: Request) -> Response:
+        body = await _read_body(request, body_limit)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return error(400, f"request body is not valid JSON: {exc}")
+        if not isinstance(payload, dict):
+            return error(400, "request body must be a JSON object")
+        try:
+            spec = job_from_request(RunRequest.model_validate(payload), settings)
+        except ValidationError as exc:
+            return error(422, f"invalid request: {_validation_message(exc)}")
+        except RequestRejected as exc:
+            return error(exc.status, str(exc))
+        try:
+            result = await runner.run(spec)
+        except ExecutorUnavailable as exc:
+            return error(503, str(exc))
+        except JobStartFailed as exc:
+            return error(500, str(exc))
+        return JSONResponse(result.model_dump())
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with mcp_server.session_manager.run():
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/v1/run", run, methods=["POST"]),
+            Route("/v1/languages", languages, methods=["GET"]),
+            # POST only: a stateless server has nothing to push on a GET stream, and the spec's answer
+            # for "no stream here" is 405 (a GET would otherwise hold a connection open for nothing).
+            Route(MCP_PATH, mcp_app, methods=["POST"]),
+        ],
+        middleware=[Middleware(BearerTokenGate, token=settings.token)],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )

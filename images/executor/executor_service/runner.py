@@ -1,0 +1,333 @@
+"""Running one job: a fresh directory, a limited process tree, captured output, then a clean slate.
+
+Jobs are serialized (FIFO) per container: one job owns the container's processes and scratch
+space at a time, which is what lets the sweep after it remove *everything*.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import selectors
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+
+from executor_service import isolation
+from executor_service.isolation import IsolationMode
+from executor_service.jobs import LANGUAGES, JobResult, JobSpec
+from executor_service.settings import Settings
+from executor_service.sweeper import CleanupFailed, InitSweeper, SessionSweeper, wipe
+
+log = logging.getLogger(__name__)
+
+#: The job's PATH; the interpreters are looked up on it once, at start.
+JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Per-process open files a job may have.
+JOB_NOFILE = 1024
+#: Writable places a container job could leave data in besides the work root.
+CONTAINER_SCRATCH_DIRS = (Path("/tmp"), Path("/dev/shm"), Path("/dev/mqueue"))
+_READ_CHUNK = 65536
+#: After the job's processes are gone, how long to wait for its pipes to report end of file.
+_DRAIN_GRACE_S = 2.0
+
+
+class JobStartFailed(RuntimeError):
+    """The job's interpreter could not be started."""
+
+
+class ExecutorUnavailable(RuntimeError):
+    """A cleanup failed earlier: this container must not run another job (restart it)."""
+
+
+def job_environment(job_dir: Path) -> dict[str, str]:
+    """A job's whole environment: nothing of the service's (its token above all) gets through."""
+    return {
+        "PATH": JOB_PATH,
+        "HOME": str(job_dir),
+        "TMPDIR": str(job_dir),
+        "LANG": "C.UTF-8",
+        # Output printed before a deadline kill must not be lost in a buffer.
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """What the launcher (launcher/job_launch.c) sets on a job before its interpreter starts."""
+
+    nproc: int
+    cpu_seconds: int
+    nofile: int
+    address_space_bytes: int  # 0: unlimited
+
+    @classmethod
+    def for_job(cls, settings: Settings, timeout_s: float) -> JobLimits:
+        memory = settings.job_memory_mb * 1024 * 1024 if settings.job_memory_mb else 0
+        # One second above the deadline: RLIMIT_CPU is a backstop behind the wall-clock kill.
+        return cls(settings.job_nproc, math.ceil(timeout_s) + 1, JOB_NOFILE, memory)
+
+    def launch_argv(self, launcher: Path, program: list[str]) -> list[str]:
+        numbers = (self.nproc, self.cpu_seconds, self.nofile, self.address_space_bytes)
+        return [str(launcher), *map(str, numbers), "--", *program]
+
+
+class _CappedOutput:
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.data = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.data)
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+@dataclass
+class _Pipes:
+    """The service's ends of a job's stdin/stdout/stderr, read and written without blocking."""
+
+    selector: selectors.BaseSelector
+    stdout: _CappedOutput
+    stderr: _CappedOutput
+    outputs: dict[int, _CappedOutput] = field(default_factory=dict)
+    stdin: BinaryIO | None = None
+    stdin_data: memoryview = memoryview(b"")
+
+    def pump(self, timeout: float | None) -> bool:
+        """Move data for up to ``timeout`` seconds; True once a watched exit fd reported."""
+        exited = False
+        for key, _events in self.selector.select(timeout):
+            fd = key.fd
+            if key.data == "exit":
+                exited = True
+                self.selector.unregister(fd)
+            elif key.data == "stdin":
+                self._write_stdin(fd)
+            else:
+                self._read(fd)
+        return exited
+
+    def open_outputs(self) -> bool:
+        return any(fd in self.outputs for fd in self._registered())
+
+    def _registered(self) -> list[int]:
+        return [key.fd for key in self.selector.get_map().values()]
+
+    def _read(self, fd: int) -> None:
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        if chunk:
+            self.outputs[fd].feed(chunk)
+        else:
+            self.selector.unregister(fd)
+
+    def _write_stdin(self, fd: int) -> None:
+        try:
+            written = os.write(fd, self.stdin_data[:_READ_CHUNK])
+        except BlockingIOError:
+            return
+        except BrokenPipeError:  # the job does not read its stdin: fine
+            written = len(self.stdin_data)
+        self.stdin_data = self.stdin_data[written:]
+        if not self.stdin_data:
+            self.close_stdin()
+
+    def close_stdin(self) -> None:
+        """End of input for the job (all of it written, or the job is over)."""
+        if self.stdin is None or self.stdin.closed:
+            return
+        if self.stdin.fileno() in self._registered():
+            self.selector.unregister(self.stdin.fileno())
+        self.stdin.close()
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, mode: IsolationMode):
+        self.settings = settings
+        self.mode = mode
+        self.sweeper = InitSweeper() if mode is IsolationMode.CONTAINER else SessionSweeper()
+        self.work_root = settings.work_root
+        self.job_dir = self.work_root / "job"
+        if mode is IsolationMode.CONTAINER:
+            # Everything writable in the container; in development only the work root is ours to empty.
+            extra = [d for d in CONTAINER_SCRATCH_DIRS if d != self.work_root]
+            self.scratch_dirs = [self.work_root, *extra]
+        else:
+            self.scratch_dirs = [self.work_root]
+        self.interpreters: dict[str, str] = {}
+        self.unusable_reason: str | None = None
+        self._lock = anyio.Lock()
+        self.jobs_run = 0
+
+    def prepare(self) -> None:
+        """Checks and a clean slate before the first job. Raises isolation.StartupError."""
+        for language in LANGUAGES.values():
+            found = shutil.which(language.interpreter, path=JOB_PATH)
+            if found is None:
+                raise isolation.StartupError(f"no {language.interpreter!r} on the job PATH {JOB_PATH}")
+            self.interpreters[language.name] = found
+        launcher = self.settings.job_launcher
+        if not launcher.is_file() or not os.access(launcher, os.X_OK):
+            raise isolation.StartupError(f"EXECUTOR_JOB_LAUNCHER {launcher} is not an executable file")
+        if not self.work_root.is_dir() or not os.access(self.work_root, os.W_OK | os.X_OK):
+            raise isolation.StartupError(
+                f"EXECUTOR_WORK_ROOT {self.work_root} is not a writable directory (the stack mounts a tmpfs there)"
+            )
+        self.sweeper.end_leftovers()
+        wipe(self.scratch_dirs)
+
+    async def run(self, spec: JobSpec) -> JobResult:
+        """Run ``spec`` once every earlier job has finished and been cleaned up after."""
+        async with self._lock:
+            if self.unusable_reason is not None:
+                raise ExecutorUnavailable(self.unusable_reason)
+            # Not abandoned on cancel: a disconnected client still waits for the sweep to finish.
+            return await anyio.to_thread.run_sync(self._run_and_sweep, spec)
+
+    def _run_and_sweep(self, spec: JobSpec) -> JobResult:
+        try:
+            return self._run(spec)
+        except CleanupFailed as exc:
+            self.unusable_reason = f"cleanup after a job failed: {exc}"
+            log.error("%s; refusing further jobs", self.unusable_reason)
+            raise ExecutorUnavailable(self.unusable_reason) from exc
+        finally:
+            self.jobs_run += 1
+
+    def _run(self, spec: JobSpec) -> JobResult:
+        try:
+            self.job_dir.mkdir(mode=0o700)
+            script = self.job_dir / spec.language.script_name
+            script.write_bytes(spec.source)
+            return self._execute(spec, script)
+        finally:
+            wipe(self.scratch_dirs)
+
+    def _execute(self, spec: JobSpec, script: Path) -> JobResult:
+        limits = JobLimits.for_job(self.settings, spec.timeout_s)
+        argv = limits.launch_argv(self.settings.job_launcher, [self.interpreters[spec.language.name], str(script)])
+        with selectors.DefaultSelector() as selector:
+            started = time.monotonic()
+            try:
+                # No preexec_fn, so Popen can vfork: forking the whole service would cost ms per job.
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=self.job_dir,
+                    env=job_environment(self.job_dir),
+                    stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise JobStartFailed(f"could not start the {spec.language.name} job: {exc}") from exc
+            with proc:  # closes the pipes on the way out
+                try:
+                    pipes = self._watch(proc, spec, selector)
+                    timed_out = self._wait_for_exit(proc, pipes, started + spec.timeout_s)
+                    duration_ms = (time.monotonic() - started) * 1000
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.wait()  # reap the job's first process before the sweep reaps anything else
+                    self.sweeper.end_leftovers(proc.pid)
+                self._drain(pipes)
+        stdout, stderr = pipes.stdout, pipes.stderr
+        code = proc.returncode
+        result = JobResult(
+            exit_code=code if code >= 0 else 128 - code,
+            stdout=stdout.text(),
+            stderr=stderr.text(),
+            duration_ms=round(duration_ms, 3),
+            timed_out=timed_out,
+            truncated=stdout.truncated or stderr.truncated,
+        )
+        log.info(
+            "job %s: exit %d in %.1f ms%s%s (stdout %d B, stderr %d B)",
+            spec.language.name,
+            result.exit_code,
+            result.duration_ms,
+            ", timed out" if timed_out else "",
+            ", truncated" if result.truncated else "",
+            stdout.total,
+            stderr.total,
+        )
+        return result
+
+    @staticmethod
+    def _watch(proc: subprocess.Popen, spec: JobSpec, selector: selectors.BaseSelector) -> _Pipes:
+        pipes = _Pipes(
+            selector, stdout=_CappedOutput(spec.max_output_bytes), stderr=_CappedOutput(spec.max_output_bytes)
+        )
+        for stream, capture in ((proc.stdout, pipes.stdout), (proc.stderr, pipes.stderr)):
+            fd = stream.fileno()
+            os.set_blocking(fd, False)
+            pipes.outputs[fd] = capture
+            selector.register(fd, selectors.EVENT_READ, "output")
+        if proc.stdin is not None:
+            pipes.stdin, pipes.stdin_data = proc.stdin, memoryview(spec.stdin or b"")
+            if pipes.stdin_data:
+                os.set_blocking(proc.stdin.fileno(), False)
+                selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "stdin")
+            else:
+                pipes.close_stdin()
+        return pipes
+
+    @staticmethod
+    def _wait_for_exit(proc: subprocess.Popen, pipes: _Pipes, deadline: float) -> bool:
+        """Pump output until the job's first process exits (False) or the deadline passes (True).
+
+        The first process's exit ends the job even while a background child still holds the
+        pipes open; the sweep then ends that child.
+        """
+        try:
+            exit_fd = os.pidfd_open(proc.pid)
+        except OSError:  # no pidfd (old kernel or filtered): poll instead
+            exit_fd = None
+        else:
+            pipes.selector.register(exit_fd, selectors.EVENT_READ, "exit")
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return proc.poll() is None
+                if pipes.pump(remaining if exit_fd is not None else min(remaining, 0.01)):
+                    return False
+                if exit_fd is None and proc.poll() is not None:
+                    return False
+        finally:
+            if exit_fd is not None:
+                if exit_fd in pipes._registered():
+                    pipes.selector.unregister(exit_fd)
+                os.close(exit_fd)
+
+    @staticmethod
+    def _drain(pipes: _Pipes) -> None:
+        """Collect what the job wrote before it ended; every writer is gone, so EOF comes at once."""
+        pipes.close_stdin()
+        grace_until = time.monotonic() + _DRAIN_GRACE_S
+        while pipes.open_outputs():
+            remaining = grace_until - time.monotonic()
+            if remaining <= 0:
+                log.warning("job output pipes still open %.0fs after its processes ended", _DRAIN_GRACE_S)
+                return
+            pipes.pump(remaining)

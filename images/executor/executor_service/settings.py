@@ -1,0 +1,82 @@
+"""The service's settings, read from ``EXECUTOR_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MIB = 1024 * 1024
+KIB = 1024
+
+#: Tasks the service itself may need beside a job's (uvicorn, worker and signal threads), counted
+#: against the same per-UID total as the job's processes.
+SERVICE_TASK_HEADROOM = 16
+
+
+class SettingsError(ValueError):
+    """Bad configuration; the message names the variable(s) at fault."""
+
+
+class Settings(BaseModel):
+    """Everything the operator can set. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    token: str = Field(alias="EXECUTOR_TOKEN", min_length=24, repr=False)
+    port: int = Field(8080, alias="EXECUTOR_PORT", ge=1, le=65535)
+    default_timeout_s: float = Field(10.0, alias="EXECUTOR_DEFAULT_TIMEOUT_S", gt=0)
+    max_timeout_s: float = Field(60.0, alias="EXECUTOR_MAX_TIMEOUT_S", gt=0, le=3600)
+    max_output_bytes: int = Field(MIB, alias="EXECUTOR_MAX_OUTPUT_BYTES", ge=1, le=64 * MIB)
+    max_source_bytes: int = Field(256 * KIB, alias="EXECUTOR_MAX_SOURCE_BYTES", ge=1, le=16 * MIB)
+    job_nproc: int = Field(64, alias="EXECUTOR_JOB_NPROC", ge=2)
+    job_memory_mb: int | None = Field(None, alias="EXECUTOR_JOB_MEMORY_MB", ge=32)
+    #: The writable tmpfs jobs run in (``<work_root>/job``); emptied after every job. Tests point it
+    #: at a temporary directory; in the container it is the stack's ``/tmp`` tmpfs.
+    work_root: Path = Field(Path("/tmp"), alias="EXECUTOR_WORK_ROOT")
+    #: The small C program (launcher/job_launch.c) that puts a job's limits on it, then execs it.
+    job_launcher: Path = Field(Path("/opt/executor/bin/job-launch"), alias="EXECUTOR_JOB_LAUNCHER")
+
+    @model_validator(mode="after")
+    def _default_timeout_within_max(self) -> Settings:
+        if self.default_timeout_s > self.max_timeout_s:
+            raise ValueError(
+                f"EXECUTOR_DEFAULT_TIMEOUT_S ({self.default_timeout_s:g}) must not exceed "
+                f"EXECUTOR_MAX_TIMEOUT_S ({self.max_timeout_s:g})"
+            )
+        return self
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Settings from ``environ``; an empty variable counts as unset. Raises SettingsError."""
+    names = {field.alias for field in Settings.model_fields.values()}
+    given = {name: value for name, value in environ.items() if name in names and value.strip() != ""}
+    try:
+        return Settings.model_validate(given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            # Only the variable and the rule: the rejected value may be the token.
+            problems.append(f"{where}: {error['msg']}")
+        raise SettingsError("invalid executor settings: " + "; ".join(problems)) from None
+
+
+def check_job_nproc_fits(settings: Settings, container_nproc_limit: int | None = None) -> None:
+    """EXECUTOR_JOB_NPROC must leave the service room under the container's nproc ulimit.
+
+    ``RLIMIT_NPROC`` counts every task of the UID (the service's threads included), so a job
+    allowed as many as the container limit could stop the service from starting a thread.
+    """
+    if container_nproc_limit is None:
+        container_nproc_limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if container_nproc_limit == resource.RLIM_INFINITY:
+        return
+    highest = container_nproc_limit - SERVICE_TASK_HEADROOM
+    if settings.job_nproc > highest:
+        raise SettingsError(
+            f"EXECUTOR_JOB_NPROC ({settings.job_nproc}) must be at most {highest}: the container's nproc "
+            f"ulimit is {container_nproc_limit} and the service keeps {SERVICE_TASK_HEADROOM} for itself"
+        )

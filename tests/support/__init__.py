@@ -1,0 +1,1 @@
+"""Test support shared by the suites (not part of the deployed program)."""

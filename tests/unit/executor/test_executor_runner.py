@@ -1,0 +1,169 @@
+"""Job execution on this host (development mode): limits, deadlines, leftovers, scratch space, order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import anyio
+import pytest
+from executor_service.jobs import LANGUAGES, JobSpec
+from executor_service.runner import JOB_NOFILE
+
+from .conftest import TOKEN, run_async
+
+
+def spec(language: str, source: str, *, stdin: str | None = None, timeout_s: float = 10, cap: int = 4096) -> JobSpec:
+    return JobSpec(
+        language=LANGUAGES[language],
+        source=source.encode(),
+        stdin=None if stdin is None else stdin.encode(),
+        timeout_s=timeout_s,
+        max_output_bytes=cap,
+    )
+
+
+def run(runner, job: JobSpec):
+    return run_async(runner.run, job)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (zombies waiting for this host's init count as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_child_spawned_by_a_timed_out_job_is_killed_too(runner):
+    result = run(runner, spec("sh", "sleep 60 & echo $!\nsleep 60", timeout_s=0.5))
+    assert result.timed_out and result.exit_code == 137
+    child = int(result.stdout)
+    assert not alive(child)
+
+
+def test_background_processes_end_with_the_job_which_does_not_wait_for_them(runner):
+    started = time.monotonic()
+    result = run(runner, spec("sh", "sleep 60 & echo $!"))
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 0 and not result.timed_out
+    assert not alive(int(result.stdout))
+
+
+def test_a_job_that_closes_its_output_still_ends_when_its_process_does(runner):
+    result = run(runner, spec("sh", "exec >&- 2>&-\nsleep 0.3", timeout_s=5))
+    assert result.exit_code == 0 and not result.timed_out
+    assert 300 <= result.duration_ms < 4000
+
+
+def test_stdin_defaults_to_an_empty_dev_null(runner):
+    result = run(runner, spec("sh", "cat; echo done", timeout_s=5))
+    assert (result.stdout, result.timed_out) == ("done\n", False)
+
+
+def test_a_large_stdin_arrives_whole_while_output_is_read(runner):
+    payload = "".join(f"{i:07d}\n" for i in range(25_000))  # 200 KB: far beyond a pipe buffer
+    result = run(runner, spec("python", "import sys\nprint(len(sys.stdin.read()))", stdin=payload))
+    assert result.stdout == f"{len(payload)}\n"
+
+
+def test_each_stream_is_capped_separately(runner):
+    result = run(runner, spec("python", "import sys\nprint('o' * 9000)\nprint('e' * 10, file=sys.stderr)", cap=64))
+    assert result.stdout == "o" * 64
+    assert result.stderr == "e" * 10 + "\n"
+    assert result.truncated
+
+
+def test_the_job_environment_is_clean_and_carries_no_token(runner, monkeypatch):
+    monkeypatch.setenv("EXECUTOR_TOKEN", TOKEN)
+    monkeypatch.setenv("SOME_SERVICE_SECRET", "x")
+    result = run(runner, spec("python", "import json, os\nprint(json.dumps(dict(os.environ)))"))
+    env = json.loads(result.stdout)
+    assert set(env) == {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONUNBUFFERED"}
+    assert TOKEN not in result.stdout
+    assert env["HOME"] == env["TMPDIR"] == str(runner.job_dir)
+
+
+def test_a_job_gets_its_limits(runner):
+    probe = """
+import os, resource, signal
+print(os.getsid(0) == os.getpid())
+print(resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_CPU)[0],
+      resource.getrlimit(resource.RLIMIT_CORE)[1], resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+print(open('/proc/self/oom_score_adj').read().strip())
+print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+"""
+    lines = run(runner, spec("python", probe, timeout_s=4.2)).stdout.splitlines()
+    assert lines[0] == "True"  # its own session
+    assert lines[1] == f"{runner.settings.job_nproc} 6 0 {JOB_NOFILE}"
+    assert lines[2] == "1000"
+    assert lines[3] == "[]"
+
+
+def test_a_memory_limit_applies_when_configured(work_root, job_launcher):
+    from executor_service.isolation import IsolationMode
+    from executor_service.runner import JobRunner
+
+    from .conftest import make_settings
+
+    limited = JobRunner(make_settings(work_root, job_launcher, EXECUTOR_JOB_MEMORY_MB="200"), IsolationMode.DEVELOPMENT)
+    limited.prepare()
+    result = run(limited, spec("python", "x = bytearray(400 * 1024 * 1024)"))
+    assert result.exit_code == 1
+    assert "MemoryError" in result.stderr
+
+
+def test_the_work_root_is_empty_after_every_job(runner):
+    run(
+        runner,
+        spec(
+            "sh",
+            "mkdir -p a/b/c ../elsewhere && echo x > a/b/c/f && echo y > ../elsewhere/g\n"
+            "ln -s / a/root && mkfifo pipe && chmod 000 a/b ../elsewhere",
+        ),
+    )
+    assert list(runner.work_root.iterdir()) == []
+    listing = run(runner, spec("sh", "ls -A; ls -A ..")).stdout
+    assert listing == "main.sh\njob\n"
+
+
+def test_jobs_run_one_at_a_time_in_arrival_order(runner, tmp_path):
+    log = tmp_path / "order.log"  # outside the work root, so it survives the wipes
+    source = (
+        f"import time\nopen({str(log)!r}, 'a').write('start %s\\n' % NAME)\n"
+        f"time.sleep(0.3)\nopen({str(log)!r}, 'a').write('end %s\\n' % NAME)"
+    )
+
+    async def submit_all():
+        async with anyio.create_task_group() as group:
+            for name in "abc":
+                group.start_soon(runner.run, spec("python", f"NAME = {name!r}\n" + source))
+                await anyio.sleep(0.05)
+
+    run_async(submit_all)
+    assert log.read_text().split("\n")[:-1] == ["start a", "end a", "start b", "end b", "start c", "end c"]
+
+
+def test_a_job_whose_interpreter_is_missing_does_not_run_and_says_why(runner):
+    runner.interpreters["python"] = "/nonexistent/python3"
+    result = run(runner, spec("python", "print(1)"))
+    assert result.exit_code == 125
+    assert result.stderr == "job-launch: /nonexistent/python3: No such file or directory\n"
+
+
+def test_a_job_that_cannot_start_is_reported_and_leaves_nothing(work_root, job_launcher, tmp_path):
+    from executor_service.isolation import IsolationMode
+    from executor_service.runner import JobRunner, JobStartFailed
+
+    from .conftest import make_settings
+
+    vanishing = tmp_path / "job-launch"
+    shutil.copy(job_launcher, vanishing)
+    runner = JobRunner(make_settings(work_root, vanishing), IsolationMode.DEVELOPMENT)
+    runner.prepare()
+    vanishing.unlink()
+    with pytest.raises(JobStartFailed, match="could not start the python job"):
+        run(runner, spec("python", "print(1)"))
+    assert list(runner.work_root.iterdir()) == []

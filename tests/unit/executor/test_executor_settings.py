@@ -1,0 +1,73 @@
+"""Settings come from EXECUTOR_* variables; a bad one stops the start with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+from executor_service.settings import SERVICE_TASK_HEADROOM, SettingsError, check_job_nproc_fits, load_settings
+
+TOKEN = "t" * 24
+
+
+def test_defaults_match_the_documented_ones():
+    settings = load_settings({"EXECUTOR_TOKEN": TOKEN})
+    assert settings.port == 8080
+    assert settings.default_timeout_s == 10
+    assert settings.max_timeout_s == 60
+    assert settings.max_output_bytes == 1024 * 1024
+    assert settings.max_source_bytes == 256 * 1024
+    assert settings.job_memory_mb is None
+    assert str(settings.work_root) == "/tmp"
+
+
+def test_values_are_read_from_the_environment():
+    settings = load_settings(
+        {
+            "EXECUTOR_TOKEN": TOKEN,
+            "EXECUTOR_PORT": "9000",
+            "EXECUTOR_DEFAULT_TIMEOUT_S": "2.5",
+            "EXECUTOR_JOB_NPROC": "32",
+            "EXECUTOR_JOB_MEMORY_MB": "256",
+            "EXECUTOR_JOB_MEMORY_MB_UNRELATED": "x",
+        }
+    )
+    assert (settings.port, settings.default_timeout_s, settings.job_nproc, settings.job_memory_mb) == (
+        9000,
+        2.5,
+        32,
+        256,
+    )
+
+
+def test_an_empty_variable_counts_as_unset():
+    assert load_settings({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_JOB_MEMORY_MB": ""}).job_memory_mb is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, "EXECUTOR_TOKEN"),
+        ({"EXECUTOR_TOKEN": "short"}, "EXECUTOR_TOKEN"),
+        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_PORT": "http"}, "EXECUTOR_PORT"),
+        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_PORT": "70000"}, "EXECUTOR_PORT"),
+        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_MAX_OUTPUT_BYTES": "0"}, "EXECUTOR_MAX_OUTPUT_BYTES"),
+        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_JOB_NPROC": "1"}, "EXECUTOR_JOB_NPROC"),
+        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_DEFAULT_TIMEOUT_S": "90"}, "EXECUTOR_MAX_TIMEOUT_S"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_variable(environ, named):
+    with pytest.raises(SettingsError, match=named):
+        load_settings(environ)
+
+
+def test_the_error_never_echoes_the_token():
+    secret = "s3cret-but-too-short"
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"EXECUTOR_TOKEN": secret})
+    assert secret not in str(refused.value)
+
+
+def test_job_nproc_must_leave_the_service_headroom_under_the_container_limit():
+    settings = load_settings({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_JOB_NPROC": "250"})
+    with pytest.raises(SettingsError, match="EXECUTOR_JOB_NPROC"):
+        check_job_nproc_fits(settings, container_nproc_limit=256)
+    check_job_nproc_fits(settings, container_nproc_limit=250 + SERVICE_TASK_HEADROOM)
