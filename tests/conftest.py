@@ -1,10 +1,17 @@
-"""Suite-wide rules: the ``docker`` marker and what happens without an engine."""
+"""Suite-wide fixtures and rules: the ``docker`` marker, and the committed stacks under mocks."""
 
 from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
 
 import pytest
 
 from tests.support.engine import engine_problem, in_ci
+from tests.support.program import STACKS, developer_machine, run_program
+
+PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,3 +33,35 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def _engine_required_in_ci():
     pytest.fail(f"CI=true but the Docker engine is missing: {engine_problem()}")
+
+
+def _any_certificate() -> str:
+    """A real PEM certificate standing in for a proxy CA (the stack only checks it is one)."""
+    for path in sorted(glob.glob("/etc/ssl/certs/*.pem")):
+        match = PEM.search(Path(path).read_text(errors="replace"))
+        if match:
+            return match.group(0) + "\n"
+    raise RuntimeError("no PEM certificate on this machine to stand in for an extra CA")
+
+
+@pytest.fixture(scope="session")
+def developer_home(tmp_path_factory) -> Path:
+    """A home directory holding what the committed stacks expect on a developer's machine."""
+    home = tmp_path_factory.mktemp("home")
+    ca = home / ".cache" / "opencode-sandbox" / "extra-ca.pem"
+    ca.parent.mkdir(parents=True)
+    ca.write_text(_any_certificate())
+    return home
+
+
+@pytest.fixture
+def on_developer_machine(developer_home):
+    with developer_machine(developer_home):
+        yield developer_home
+
+
+@pytest.fixture(scope="session")
+def declared_stacks(developer_home):
+    """Every committed stack's declared resources (run once per session)."""
+    with developer_machine(developer_home):
+        return {stack: run_program(stack) for stack in STACKS}

@@ -1,0 +1,79 @@
+"""Executor containers: where the code the agent generates actually runs.
+
+Each executor is a long-lived container running the executor service
+(``images/executor``) as its PID 1, on the internal executor network only (no
+route out, no other peer than the workspace), under the project's strict seccomp
+profile, with its own UID so that per-UID process limits of one executor cannot
+starve another. All executors share the DNS alias ``executor``; the MCP endpoint
+is stateless, so any of them can serve any call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from components.naming import docker_name
+from components.security.catalog import Role
+from stacks.settings import ExecutorSettings
+
+EXECUTOR_PORT = 8080
+SHARED_ALIAS = "executor"
+
+
+@dataclass(frozen=True)
+class ExecutorPoolArgs:
+    stack: str
+    settings: ExecutorSettings
+    image: pulumi.Input[str]
+    network: pulumi.Input[str]
+    token: pulumi.Input[str]
+
+
+class ExecutorPool(pulumi.ComponentResource):
+    containers: list[docker.Container]
+    container_names: list[str]
+    #: The API of each executor, by its own name, inside the executor network.
+    endpoints: list[str]
+    #: The MCP endpoint behind the shared alias.
+    mcp_url: str
+
+    def __init__(self, name: str, args: ExecutorPoolArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("opencode-sandbox:index:ExecutorPool", name, None, opts)
+        settings = args.settings
+        self.containers, self.container_names, self.endpoints = [], [], []
+        self.mcp_url = f"http://{SHARED_ALIAS}:{EXECUTOR_PORT}/mcp"
+        for index in range(settings.count):
+            container_name = docker_name(args.stack, "executor", str(index))
+            uid = settings.uid_base + index
+            self.containers.append(hardened_container(
+                f"{name}-{index}",
+                HardenedContainerArgs(
+                    stack=args.stack, role=Role.EXECUTOR, name=container_name, image=args.image,
+                    user=f"{uid}:{settings.gid}", limits=settings.limits,
+                    envs={
+                        "EXECUTOR_TOKEN": args.token,
+                        "EXECUTOR_PORT": str(EXECUTOR_PORT),
+                        "EXECUTOR_DEFAULT_TIMEOUT_S": f"{settings.default_timeout_s:g}",
+                        "EXECUTOR_MAX_TIMEOUT_S": f"{settings.max_timeout_s:g}",
+                        "EXECUTOR_MAX_OUTPUT_BYTES": str(settings.max_output_bytes),
+                        "EXECUTOR_MAX_SOURCE_BYTES": str(settings.max_source_bytes),
+                        "EXECUTOR_JOB_NPROC": str(settings.job_nproc),
+                    },
+                    # The only place a job can write; emptied after every job.
+                    tmpfs={"/tmp": Tmpfs(size_mb=settings.tmp_mb, max_inodes=settings.tmp_mb * 256)},
+                    networks=[NetworkAttachment(args.network, aliases=(SHARED_ALIAS,))],
+                    healthcheck=Healthcheck(
+                        tests=["CMD", "python3", "-m", "executor_service.healthcheck"], interval="10s"),
+                    # The service must be PID 1: the kernel then shields it from its jobs' signals.
+                    init=False,
+                    wait_timeout_s=60,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            ))
+            self.container_names.append(container_name)
+            self.endpoints.append(f"http://{container_name}:{EXECUTOR_PORT}")
+        self.register_outputs({"container_names": self.container_names, "endpoints": self.endpoints})

@@ -1,0 +1,196 @@
+"""The one way the stack creates a container: every rule of the catalog applied.
+
+Each role states only what is particular to it (image, command, identity,
+limits, mounts, networks, healthcheck); everything the security model demands is
+set here from :mod:`components.security.catalog`, so no component can forget a
+rule or restate one differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.security import catalog
+from components.security.profiles import seccomp_profile
+from components.security.spec import LABEL_ROLE, LABEL_STACK
+from stacks.settings import Limits
+
+CONTAINER_PORT_HOST_IP = "127.0.0.1"
+
+#: pulumi-docker updates these in place without touching the running container; a change
+#: must replace the container instead.
+REPLACE_ON_CHANGES = ["tmpfs", "healthcheck"]
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    size_mb: int
+    mode: str = "1777"
+    #: The owner of the mount's root; Docker's tmpfs accepts uid=/gid= options.
+    owner: tuple[int, int] | None = None
+    #: Docker mounts tmpfs noexec unless told otherwise; say which explicitly.
+    executable: bool = False
+    #: Cap on files and directories (tmpfs otherwise allows one per two pages of RAM).
+    max_inodes: int | None = None
+
+    def options(self) -> str:
+        options = ["rw", "nosuid", "nodev", "exec" if self.executable else "noexec",
+                   f"size={self.size_mb}m", f"mode={self.mode}"]
+        if self.max_inodes is not None:
+            options.append(f"nr_inodes={self.max_inodes}")
+        if self.owner is not None:
+            options += [f"uid={self.owner[0]}", f"gid={self.owner[1]}"]
+        return ",".join(options)
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    tests: Sequence[str]
+    interval: str = "15s"
+    timeout: str = "5s"
+    retries: int = 3
+    start_period: str = "10s"
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    network: pulumi.Input[str]
+    aliases: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """NVIDIA GPUs for the model server: all of them, or the listed device ids."""
+
+    device_ids: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class HardenedContainerArgs:
+    stack: str
+    role: catalog.Role
+    name: str
+    image: pulumi.Input[str]
+    user: str
+    limits: Limits
+    healthcheck: Healthcheck
+    networks: Sequence[NetworkAttachment]
+    command: Sequence[str] | None = None
+    entrypoint: Sequence[str] | None = None
+    envs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    tmpfs: Mapping[str, Tmpfs] = field(default_factory=dict)
+    mounts: Sequence[docker.ContainerMountArgs] = ()
+    #: container port -> host port, always published on 127.0.0.1 only.
+    published_ports: Mapping[int, int] = field(default_factory=dict)
+    #: Use Docker's own default seccomp profile instead of the project's (allowed for the model role only).
+    builtin_seccomp: bool = False
+    shm_size_mb: int | None = None
+    gpu: GpuRequest | None = None
+    extra_hosts: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    #: docker-init as PID 1 (reaps orphans); the executor must be PID 1 itself.
+    init: bool = False
+    #: How long `pulumi up` waits for the container to become healthy.
+    wait_timeout_s: int = 120
+
+
+def _envs(envs: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Input[str]]:
+    return [pulumi.Output.concat(key, "=", value) for key, value in sorted(envs.items())]
+
+
+def security_opts(role: catalog.Role, builtin_seccomp: bool = False) -> list[str]:
+    if builtin_seccomp:
+        if role.value not in catalog.ROLES_ALLOWED_BUILTIN_SECCOMP:
+            raise ValueError(f"role {role.value!r} must run under the project's seccomp profile")
+        profile = catalog.BUILTIN_SECCOMP
+    else:
+        profile = seccomp_profile(catalog.ROLE_SECCOMP_PROFILE[role.value])
+    return [catalog.NO_NEW_PRIVILEGES, f"seccomp={profile}"]
+
+
+def hardened_container(resource_name: str, args: HardenedContainerArgs,
+                       opts: pulumi.ResourceOptions | None = None) -> docker.Container:
+    role = args.role.value
+    if args.gpu is not None and role not in catalog.DEVICE_ROLES:
+        raise ValueError(f"role {role!r} may not request GPUs (catalog.DEVICE_ROLES)")
+    if not args.networks:
+        raise ValueError(f"{args.name}: a container needs at least one of the stack's networks")
+    allowed_caps = sorted(catalog.ROLE_CAPABILITIES.get(role, {}))
+    device_requests = None
+    if args.gpu is not None:
+        device_requests = [docker.ContainerDeviceRequestArgs(
+            driver="nvidia", capabilities=["gpu"],
+            count=None if args.gpu.device_ids else -1,
+            device_ids=list(args.gpu.device_ids) or None,
+        )]
+    options = pulumi.ResourceOptions.merge(
+        pulumi.ResourceOptions(
+            # Fixed names (and host ports) cannot exist twice: delete before creating the replacement.
+            delete_before_replace=True,
+            replace_on_changes=REPLACE_ON_CHANGES,
+        ),
+        opts,
+    )
+    return docker.Container(
+        resource_name,
+        name=args.name,
+        image=args.image,
+        user=args.user,
+        command=list(args.command) if args.command is not None else None,
+        entrypoints=list(args.entrypoint) if args.entrypoint is not None else None,
+        envs=_envs(args.envs),
+        working_dir=args.working_dir,
+        labels=[
+            docker.ContainerLabelArgs(label=LABEL_STACK, value=args.stack),
+            docker.ContainerLabelArgs(label=LABEL_ROLE, value=role),
+        ],
+        read_only=True,
+        privileged=False,
+        # Docker's default on cgroup v1 hosts is the host's cgroup namespace.
+        cgroupns_mode="private",
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=allowed_caps or None),
+        security_opts=security_opts(args.role, args.builtin_seccomp),
+        memory=args.limits.memory_mb,
+        memory_swap=args.limits.memory_mb,  # equal to memory: no swap on top of the limit
+        cpus=f"{args.limits.cpus:g}",
+        ulimits=[
+            docker.ContainerUlimitArgs(name="nproc", soft=args.limits.nproc, hard=args.limits.nproc),
+            docker.ContainerUlimitArgs(name="nofile", soft=4096, hard=4096),
+            docker.ContainerUlimitArgs(name="core", soft=0, hard=0),
+        ],
+        tmpfs={path: tmpfs.options() for path, tmpfs in args.tmpfs.items()} or None,
+        mounts=list(args.mounts) or None,
+        shm_size=args.shm_size_mb,
+        device_requests=device_requests,
+        # The provider starts the container in network_mode and, since networks_advanced is set,
+        # disconnects it from the default bridge before starting it (see rule no-default-bridge).
+        network_mode="bridge",
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=attachment.network, aliases=list(attachment.aliases) or None)
+            for attachment in args.networks
+        ],
+        ports=[
+            docker.ContainerPortArgs(internal=internal, external=external, ip=CONTAINER_PORT_HOST_IP, protocol="tcp")
+            for internal, external in sorted(args.published_ports.items())
+        ] or None,
+        hosts=[docker.ContainerHostArgs(host=host, ip=ip) for host, ip in sorted(args.extra_hosts.items())] or None,
+        log_driver=catalog.LOG_DRIVER,
+        log_opts=dict(catalog.LOG_OPTS),
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=list(args.healthcheck.tests),
+            interval=args.healthcheck.interval,
+            timeout=args.healthcheck.timeout,
+            retries=args.healthcheck.retries,
+            start_period=args.healthcheck.start_period,
+        ),
+        restart=catalog.RESTART_POLICY,
+        max_retry_count=catalog.RESTART_MAX_RETRIES,
+        init=args.init,
+        wait=True,
+        wait_timeout=args.wait_timeout_s,
+        opts=options,
+    )

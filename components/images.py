@@ -1,0 +1,83 @@
+"""The stack's images: built from ``images/`` (workspace, executor, gateways, the CI model
+double) and the model server's image pinned.
+
+A built image's tag carries a digest of its build context and arguments, and the
+``triggers`` input carries the same digest: any change to a Dockerfile, to the
+executor's code or to a build argument rebuilds the image, and containers
+(which reference the image id) are replaced with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import pulumi
+import pulumi_docker as docker
+
+from stacks.settings import ImageSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Relative to the project directory, where Pulumi runs the program and the provider.
+IMAGES_CONTEXT = "images"
+
+
+def context_digest(context: Path, build_args: Mapping[str, str]) -> str:
+    """A digest of every file of a build context and of the build arguments."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for key, value in sorted(build_args.items()):
+        digest.update(f"{key}={value}\0".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SandboxImagesArgs:
+    stack: str
+    settings: ImageSettings
+    #: Names of the directories under images/ to build.
+    build: tuple[str, ...]
+    #: A pulled image (the model server's), pinned by the settings.
+    pull: Mapping[str, str] = field(default_factory=dict)
+
+
+class SandboxImages(pulumi.ComponentResource):
+    """``refs[name]`` is the image id a container should run (it changes with every rebuild)."""
+
+    refs: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: SandboxImagesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("opencode-sandbox:index:SandboxImages", name, None, opts)
+        self.refs = {}
+        child = pulumi.ResourceOptions(parent=self)
+        common_args = {"BASE_IMAGE": args.settings.base_image}
+        if args.settings.extra_ca_file:
+            # Opt-in: only the build's fetch stage sees it, the final image never carries it.
+            common_args["EXTRA_CA_CERTS"] = Path(args.settings.extra_ca_file).read_text()
+        for image in args.build:
+            build_args = dict(common_args)
+            if image == "workspace":
+                build_args["OPENCODE_VERSION"] = args.settings.opencode_version
+                build_args["OPENCODE_INTEGRITY"] = args.settings.opencode_integrity
+            digest = context_digest(REPO_ROOT / IMAGES_CONTEXT / image, build_args)
+            built = docker.RemoteImage(
+                f"{name}-{image}",
+                name=f"opencode-sandbox/{image}:{args.stack}-{digest[:12]}",
+                build=docker.RemoteImageBuildArgs(
+                    context=f"{IMAGES_CONTEXT}/{image}",
+                    dockerfile="Dockerfile",
+                    build_args=build_args,
+                    labels={"opencode-sandbox.stack": args.stack},
+                ),
+                triggers={"context-digest": digest},
+                keep_locally=False,
+                opts=child,
+            )
+            self.refs[image] = built.image_id
+        for image, reference in args.pull.items():
+            pulled = docker.RemoteImage(f"{name}-{image}", name=reference, keep_locally=True, opts=child)
+            self.refs[image] = pulled.image_id
+        self.register_outputs({"refs": self.refs})

@@ -1,0 +1,141 @@
+"""The whole sandbox: networks, images, model server, executors, workspace and gateways."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_random as random
+
+from components.egress_proxy import Destination
+from components.executors import SHARED_ALIAS, ExecutorPool, ExecutorPoolArgs
+from components.gateways import EgressGateway, EgressGatewayArgs, IngressGateway, IngressGatewayArgs
+from components.host_dirs import ensure_directory, ensure_session_store
+from components.images import SandboxImages, SandboxImagesArgs
+from components.model_server import MODEL_PORT, ModelServer, ModelServerArgs
+from components.networks import SandboxNetworks, SandboxNetworksArgs
+from components.opencode_config import OpenCodeConfigArgs
+from components.workspace import WEB_PORT, Workspace, WorkspaceArgs
+from stacks.loader import StackSecrets
+from stacks.settings import ExternalModel, Settings, TestDoubleModel, VllmModel
+
+
+@dataclass(frozen=True)
+class SandboxArgs:
+    settings: Settings
+    secrets: StackSecrets
+
+
+class Sandbox(pulumi.ComponentResource):
+    def __init__(self, name: str, args: SandboxArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("opencode-sandbox:index:Sandbox", name, None, opts)
+        settings, stack = args.settings, args.settings.stack
+        child = pulumi.ResourceOptions(parent=self)
+        model = settings.model
+        in_stack_model = not isinstance(model, ExternalModel)
+        with_egress = bool(settings.egress.allow) or isinstance(model, ExternalModel)
+
+        if not pulumi.runtime.is_dry_run():
+            self._prepare_host_directories(settings)
+
+        self.web_password = args.secrets.web_password or self._generated_secret(f"{name}-web-password")
+        self.executor_token = args.secrets.executor_token or self._generated_secret(f"{name}-executor-token")
+        if args.secrets.model_api_key is not None:
+            self.model_api_key = args.secrets.model_api_key
+        elif in_stack_model:
+            self.model_api_key = self._generated_secret(f"{name}-model-api-key")
+        else:
+            self.model_api_key = pulumi.Output.secret("")  # an external endpoint that wants no key
+
+        build = ["workspace", "executor", "ingress"]
+        if with_egress:
+            build.append("egress")
+        if isinstance(model, TestDoubleModel):
+            build.append("model-double")
+        pull = {"model": model.image} if isinstance(model, VllmModel) else {}
+        self.images = SandboxImages(f"{name}-images", SandboxImagesArgs(
+            stack=stack, settings=settings.images, build=tuple(build), pull=pull), child)
+        refs = self.images.refs
+
+        self.networks = SandboxNetworks(f"{name}-networks", SandboxNetworksArgs(
+            stack=stack, with_model_network=in_stack_model, with_egress=with_egress), child)
+        nets = self.networks
+
+        self.model_server = None
+        if in_stack_model:
+            self.model_server = ModelServer(f"{name}-model", ModelServerArgs(
+                stack=stack, settings=model, user=settings.model_user,
+                image=refs["model-double" if isinstance(model, TestDoubleModel) else "model"],
+                network=nets.model.name, api_key=self.model_api_key), child)
+            model_base_url, model_id = self.model_server.base_url, self.model_server.served_model_name
+        else:
+            model_base_url, model_id = model.base_url, model.model
+
+        self.executors = ExecutorPool(f"{name}-executors", ExecutorPoolArgs(
+            stack=stack, settings=settings.executors, image=refs["executor"], network=nets.executor.name,
+            token=self.executor_token), child)
+
+        self.egress = None
+        if with_egress:
+            destinations = (Destination.from_url(model.base_url),) if isinstance(model, ExternalModel) else ()
+            self.egress = EgressGateway(f"{name}-egress", EgressGatewayArgs(
+                stack=stack, image=refs["egress"], user=settings.gateways.user, limits=settings.egress.limits,
+                inside_network=nets.egress.name, outside_network=nets.outside.name,
+                allow=tuple(settings.egress.allow), destinations=destinations), child)
+
+        workspace_networks = [nets.ingress.name, nets.executor.name]
+        if nets.model is not None:
+            workspace_networks.append(nets.model.name)
+        if nets.egress is not None:
+            workspace_networks.append(nets.egress.name)
+        in_stack_names = [SHARED_ALIAS, *self.executors.container_names]
+        if self.model_server is not None:
+            in_stack_names.append(self.model_server.container_name)
+        self.workspace = Workspace(f"{name}-workspace", WorkspaceArgs(
+            stack=stack, settings=settings.workspace, image=refs["workspace"],
+            opencode=OpenCodeConfigArgs(model_base_url=model_base_url, model_id=model_id,
+                                        executor_mcp_url=self.executors.mcp_url),
+            networks=workspace_networks, web_password=self.web_password, model_api_key=self.model_api_key,
+            executor_token=self.executor_token,
+            proxy_url=self.egress.proxy_url if self.egress else None, no_proxy=in_stack_names),
+            pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]))
+
+        gateway_user, gateway_limits = settings.gateways.user, settings.gateways.limits
+        self.web = IngressGateway(f"{name}-web", IngressGatewayArgs(
+            stack=stack, purpose="web", image=refs["ingress"], user=gateway_user, limits=gateway_limits,
+            target_host=self.workspace.container_name, target_port=WEB_PORT, host_port=settings.workspace.web.port,
+            target_network=nets.ingress.name, edge_network=nets.edge.name),
+            pulumi.ResourceOptions(parent=self, depends_on=[self.workspace.container]))
+
+        self.model_api = None
+        host_port = getattr(model, "host_port", None)
+        if self.model_server is not None and host_port:
+            self.model_api = IngressGateway(f"{name}-model-api", IngressGatewayArgs(
+                stack=stack, purpose="model-api", image=refs["ingress"], user=gateway_user, limits=gateway_limits,
+                target_host=self.model_server.container_name, target_port=MODEL_PORT, host_port=host_port,
+                target_network=nets.model.name, edge_network=nets.edge.name),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.model_server.container]))
+
+        self.model_endpoint = model_base_url
+        self.executor_endpoints = self.executors.endpoints
+        self.register_outputs({
+            "web_url": self.web.url,
+            "model_endpoint": self.model_endpoint,
+            "executor_endpoints": self.executor_endpoints,
+        })
+
+    def _generated_secret(self, resource_name: str) -> pulumi.Output[str]:
+        password = random.RandomPassword(resource_name, length=40, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        return pulumi.Output.secret(password.result)
+
+    @staticmethod
+    def _prepare_host_directories(settings: Settings) -> None:
+        workspace = settings.workspace
+        ensure_directory(Path(workspace.project_dir), workspace.user)
+        if workspace.persist_sessions:
+            ensure_session_store(Path(workspace.project_dir), workspace.user)
+        if isinstance(settings.model, VllmModel):
+            ensure_directory(Path(settings.model.cache_dir), settings.model_user)
+

@@ -1,0 +1,1 @@
+"""The security model: the rule catalog and the normalized view its checks read."""

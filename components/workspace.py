@@ -1,0 +1,110 @@
+"""The OpenCode workspace: the agent itself.
+
+It runs as the configured non-root UID:GID (the host user's, so project files keep
+their owner) with one read-write mount, the project, at ``/workspace``, an
+optional read-only ``/shared``, and tmpfs for HOME, caches and /tmp. It serves
+OpenCode's web UI and API (``opencode serve``) on port 4096 of its internal
+ingress network only, behind ``OPENCODE_SERVER_PASSWORD``; the host reaches it
+through the ingress gateway on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from components.naming import docker_name
+from components.opencode_config import (
+    EXECUTOR_TOKEN_ENV, MODEL_API_KEY_ENV, OpenCodeConfigArgs, opencode_config_json,
+)
+from components.security.catalog import Role
+from stacks.settings import WorkspaceSettings
+
+WEB_PORT = 4096
+HOME = "/home/opencode"
+PROJECT_MOUNT = "/workspace"
+SHARED_MOUNT = "/shared"
+#: Where sessions live when persist_sessions is on: inside the project, git-ignored by the image.
+PERSISTED_DATA_DIR = f"{PROJECT_MOUNT}/.opencode-sandbox/data"
+
+
+@dataclass(frozen=True)
+class WorkspaceArgs:
+    stack: str
+    settings: WorkspaceSettings
+    image: pulumi.Input[str]
+    opencode: OpenCodeConfigArgs
+    networks: Sequence[pulumi.Input[str]]
+    web_password: pulumi.Input[str]
+    model_api_key: pulumi.Input[str]
+    executor_token: pulumi.Input[str]
+    #: The egress gateway's proxy URL, when the workspace has a route out.
+    proxy_url: str | None = None
+    #: In-stack names the workspace reaches directly, never through the proxy.
+    no_proxy: Sequence[str] = field(default_factory=tuple)
+
+
+class Workspace(pulumi.ComponentResource):
+    container: docker.Container
+    container_name: str
+    #: The web UI/API inside the ingress network.
+    url: str
+
+    def __init__(self, name: str, args: WorkspaceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("opencode-sandbox:index:Workspace", name, None, opts)
+        settings = args.settings
+        user = settings.user
+        owner = (user.uid, user.gid)
+        self.container_name = docker_name(args.stack, "workspace")
+        self.url = f"http://{self.container_name}:{WEB_PORT}"
+        envs: dict[str, pulumi.Input[str]] = {
+            "HOME": HOME,
+            "OPENCODE_CONFIG_CONTENT": opencode_config_json(args.opencode),
+            "OPENCODE_SERVER_PASSWORD": args.web_password,
+            MODEL_API_KEY_ENV: args.model_api_key,
+            EXECUTOR_TOKEN_ENV: args.executor_token,
+            # No internet by default: OpenCode must not try to update itself or fetch catalogs.
+            "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_MODELS_FETCH": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            "OPENCODE_DISABLE_SHARE": "1",
+        }
+        if settings.persist_sessions:
+            envs["XDG_DATA_HOME"] = PERSISTED_DATA_DIR
+        if args.proxy_url:
+            no_proxy = ",".join(["localhost", "127.0.0.1", *args.no_proxy])
+            for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                envs[key] = args.proxy_url
+            envs["NO_PROXY"] = envs["no_proxy"] = no_proxy
+        mounts = [docker.ContainerMountArgs(type="bind", source=str(settings.project_dir), target=PROJECT_MOUNT)]
+        if settings.shared_dir is not None:
+            mounts.append(docker.ContainerMountArgs(type="bind", source=str(settings.shared_dir),
+                                                    target=SHARED_MOUNT, read_only=True))
+        self.container = hardened_container(
+            f"{name}-container",
+            HardenedContainerArgs(
+                stack=args.stack, role=Role.WORKSPACE, name=self.container_name, image=args.image,
+                user=user.docker_user, limits=settings.limits, envs=envs,
+                command=["opencode", "serve", "--hostname", "0.0.0.0", "--port", str(WEB_PORT)],
+                working_dir=PROJECT_MOUNT,
+                tmpfs={
+                    HOME: Tmpfs(size_mb=settings.tmpfs.home_mb, mode="0700", owner=owner),
+                    f"{HOME}/.cache": Tmpfs(size_mb=settings.tmpfs.cache_mb, mode="0700", owner=owner),
+                    # OpenCode's runtime (Bun) unpacks native libraries (file watcher, PTY) into /tmp
+                    # and loads them: this one tmpfs must allow exec.
+                    "/tmp": Tmpfs(size_mb=settings.tmpfs.tmp_mb, executable=True),
+                },
+                mounts=mounts,
+                networks=[NetworkAttachment(network) for network in args.networks],
+                # The image's check sends the password on stdin, never on a command line (/proc shows those).
+                healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/opencode-healthcheck"], start_period="30s"),
+                # The agent's tools leave orphans behind; docker-init reaps them.
+                init=True,
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"container_name": self.container_name, "url": self.url})

@@ -1,0 +1,1 @@
+"""Typed per-environment settings: `settings` (the model) and `loader` (from Pulumi config)."""

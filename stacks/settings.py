@@ -1,0 +1,315 @@
+"""The stack settings: one pydantic model, validated once, then passed down as plain objects.
+
+Every key lives under the project namespace ``opencode-sandbox:`` in
+``Pulumi.<stack>.yaml``. Unknown keys are errors at every level. Secrets are not
+part of this model: they are read separately, and only as Pulumi secrets
+(see :mod:`stacks.loader`).
+
+Host paths are absolute, or start with ``~`` (the home directory of the user
+running Pulumi, which must be the Docker host). Directories the stack owns
+(``workspace.project_dir``, ``model.cache_dir``) are created at deploy time when
+missing; inputs the user provides (``workspace.shared_dir``,
+``images.extra_ca_file``) must exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from components.security.catalog import image_reference_problem
+
+PROJECT = "opencode-sandbox"
+
+_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DOMAIN_PATTERN = re.compile(rf"^(\*\.)?{_DOMAIN_LABEL}(\.{_DOMAIN_LABEL})+$")
+_PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+MAX_EXTRA_CA_BYTES = 64 * 1024  # build args travel in a request line; a whole CA bundle would not fit
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _expand(value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        raise ValueError(f"{value!r} is not an absolute path. Fix: give an absolute path (or one starting with ~)")
+    return path
+
+
+def _existing_directory(path: Path) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"{path} is not an existing directory. Fix: create it or point the setting elsewhere")
+    return path
+
+
+def _extra_ca_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist. Fix: give a PEM file with your proxy's CA certificate(s) "
+                         "(scripts/extra-ca-from-host writes one from this host's trust store), or remove the setting")
+    size = path.stat().st_size
+    if size > MAX_EXTRA_CA_BYTES:
+        raise ValueError(f"{path} is {size} bytes. Fix: give only the extra CA certificate(s), not a whole bundle "
+                         f"(at most {MAX_EXTRA_CA_BYTES} bytes)")
+    if _PEM_CERTIFICATE not in path.read_text(errors="replace"):
+        raise ValueError(f"{path} holds no PEM certificate. Fix: give a file with '{_PEM_CERTIFICATE}' blocks")
+    return path
+
+
+HostPath = Annotated[str, AfterValidator(_expand)]
+ExistingDirectory = Annotated[str, AfterValidator(_expand), AfterValidator(_existing_directory)]
+ExtraCaFile = Annotated[str, AfterValidator(_expand), AfterValidator(_extra_ca_file)]
+
+
+def _pinned_image(reference: str) -> str:
+    problem = image_reference_problem(reference)
+    if problem:
+        raise ValueError(f"{problem}. Fix: pin it by digest (name@sha256:...) or a fixed version tag")
+    return reference
+
+
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+
+
+class UserIds(_Strict):
+    """A numeric, non-root identity a container runs as."""
+
+    uid: int
+    gid: int
+
+    @field_validator("uid", "gid")
+    @classmethod
+    def _not_root(cls, value: int, info) -> int:
+        if value <= 0:
+            raise ValueError(f"{info.field_name} {value} is root or invalid. Fix: use a non-root id (> 0), "
+                             f"e.g. your own (`id -{info.field_name[0]}`)")
+        return value
+
+    @property
+    def docker_user(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+
+class Limits(_Strict):
+    memory_mb: int = Field(gt=0)
+    cpus: float = Field(gt=0)
+    nproc: int = Field(gt=0)
+
+
+class ImageSettings(_Strict):
+    #: The base the project's images build FROM: a pinned upstream image (users) or a
+    #: locally imported one (our CI, which reaches no registry).
+    base_image: str = Field(min_length=1)
+    #: Opt-in: extra CA certificates for TLS-intercepting proxies, used only while building.
+    extra_ca_file: ExtraCaFile | None = None
+    opencode_version: str = Field(default="1.18.34", pattern=r"^\d+\.\d+\.\d+$")
+    opencode_integrity: str = Field(
+        default="sha512-RTAMjCve4euxP2QKLuvRmdoW5J5DQK1DiZqt+7slfixyjAEi79QC2Df2oYKogibaAI4IEU8uzenoJeEl3k+UEw==",
+        pattern=r"^sha512-[A-Za-z0-9+/]{86}==$",
+    )
+
+
+class WebSettings(_Strict):
+    host_ip: str = "127.0.0.1"
+    port: int = Field(default=4096, ge=1024, le=65535)
+
+    @field_validator("host_ip")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address. Fix: use 127.0.0.1") from None
+        if not address.is_loopback:
+            raise ValueError(f"{value} is not a loopback address, so the web UI would be reachable from the "
+                             "network. Fix: use 127.0.0.1 (reach it remotely through an SSH tunnel)")
+        return value
+
+
+class TmpfsSizes(_Strict):
+    home_mb: int = Field(default=256, gt=0)
+    cache_mb: int = Field(default=1024, gt=0)
+    tmp_mb: int = Field(default=1024, gt=0)
+
+
+class WorkspaceSettings(_Strict):
+    #: Defaults to the user running Pulumi, so project files keep their owner.
+    user: UserIds = Field(default=None, validate_default=True)
+    project_dir: HostPath
+    shared_dir: ExistingDirectory | None = None
+    #: Keep OpenCode's sessions in <project_dir>/.opencode-sandbox (git-ignored) instead of tmpfs.
+    persist_sessions: bool = True
+    limits: Limits = Limits(memory_mb=4096, cpus=2.0, nproc=8192)
+    tmpfs: TmpfsSizes = TmpfsSizes()
+    web: WebSettings = WebSettings()
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _default_to_invoking_user(cls, value):
+        return invoking_user() if value is None else value
+
+    @model_validator(mode="after")
+    def _shared_is_not_project(self):
+        if self.shared_dir is not None and Path(self.shared_dir) == Path(self.project_dir):
+            raise ValueError(f"shared_dir = {self.shared_dir}: it is the project_dir, which is already mounted "
+                             "read-write. Fix: point shared_dir elsewhere or remove it")
+        return self
+
+
+class ExecutorSettings(_Strict):
+    count: int = Field(default=2, ge=1, le=16)
+    #: Executor i runs as uid_base + i: the nproc ulimit counts processes per UID, so
+    #: separate UIDs keep one executor's fork bomb from starving another.
+    uid_base: int = Field(default=20000, gt=0, lt=2**31 - 64)
+    gid: int = Field(default=20000, gt=0)
+    limits: Limits = Limits(memory_mb=512, cpus=1.0, nproc=256)
+    tmp_mb: int = Field(default=64, gt=0)
+    default_timeout_s: float = Field(default=10, gt=0)
+    max_timeout_s: float = Field(default=60, gt=0)
+    max_output_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_source_bytes: int = Field(default=256 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.default_timeout_s > self.max_timeout_s:
+            raise ValueError(f"default_timeout_s {self.default_timeout_s} exceeds max_timeout_s "
+                             f"{self.max_timeout_s}. Fix: lower the default or raise the maximum")
+        if self.limits.nproc < 24:
+            raise ValueError(f"limits.nproc = {self.limits.nproc}: that leaves the executor service no room "
+                             "beside a job. Fix: allow at least 24 processes")
+        return self
+
+    @property
+    def job_nproc(self) -> int:
+        """Processes one job may have: half the container's, and always 16 fewer, so the service keeps headroom."""
+        return max(8, min(self.limits.nproc // 2, self.limits.nproc - 16))
+
+
+class GatewaySettings(_Strict):
+    user: UserIds = UserIds(uid=10001, gid=10001)
+    limits: Limits = Limits(memory_mb=128, cpus=0.5, nproc=128)
+
+
+class VllmModel(_Strict):
+    backend: Literal["vllm"]
+    image: PinnedImage
+    model: str = "Qwen/Qwen3-4B-Instruct-2507"
+    served_model_name: str = Field(default="qwen3-4b-instruct-2507", pattern=r"^[A-Za-z0-9._-]+$")
+    max_model_len: int = Field(default=32768, gt=0)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    #: "all", or the device ids/UUIDs to give vLLM.
+    gpus: Union[Literal["all"], list[str]] = "all"
+    shm_size_mb: int = Field(default=2048, gt=0)
+    #: Hugging Face cache with the weights (fetched beforehand: the model server has no route out).
+    cache_dir: HostPath
+    #: Publish the OpenAI API on 127.0.0.1:<host_port> too (through an ingress gateway).
+    host_port: int | None = Field(default=None, ge=1024, le=65535)
+    #: Defaults to the workspace user, who owns the cache directory.
+    user: UserIds | None = None
+    limits: Limits = Limits(memory_mb=24576, cpus=4.0, nproc=16384)
+    #: "builtin" = Docker's own default profile (Docker >= 23), "service" = the project's profile.
+    seccomp: Literal["builtin", "service"] = "builtin"
+    extra_args: list[str] = []
+
+
+class ExternalModel(_Strict):
+    backend: Literal["external"]
+    #: An OpenAI-compatible endpoint, e.g. http://host.docker.internal:1234/v1 (LM Studio on the host).
+    base_url: str
+    model: str = Field(min_length=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL. Fix: e.g. http://host.docker.internal:1234/v1")
+        return value.rstrip("/")
+
+
+class TestDoubleModel(_Strict):
+    """A scripted OpenAI-compatible server standing in for vLLM in the ci stack (no GPU)."""
+
+    backend: Literal["test-double"]
+    served_model_name: str = Field(default="qwen3-4b-instruct-2507", pattern=r"^[A-Za-z0-9._-]+$")
+    user: UserIds = UserIds(uid=10100, gid=10100)
+    limits: Limits = Limits(memory_mb=128, cpus=0.5, nproc=64)
+    host_port: int | None = Field(default=None, ge=1024, le=65535)
+
+
+ModelSettings = Annotated[Union[VllmModel, ExternalModel, TestDoubleModel], Field(discriminator="backend")]
+
+
+def _domain_pattern(value: str) -> str:
+    lowered = value.strip().lower()
+    # A numeric last label is an IP address, never a domain (no top-level domain is numeric).
+    if not _DOMAIN_PATTERN.match(lowered) or lowered.rsplit(".", 1)[-1].isdigit():
+        raise ValueError(f"{value!r} is not a domain name or '*.domain'. Fix: give a domain name such as "
+                         "'pypi.org' or '*.pythonhosted.org' (no scheme, port or path; IP addresses are not allowed)")
+    return lowered
+
+
+DomainPattern = Annotated[str, AfterValidator(_domain_pattern)]
+
+
+class EgressSettings(_Strict):
+    """The workspace's route out: none, or an allowlist enforced by the egress gateway.
+
+    Executors never get a route out, whatever this says.
+    """
+
+    allow: list[DomainPattern] = []
+    limits: Limits = Limits(memory_mb=256, cpus=0.5, nproc=256)
+
+
+class Settings(_Strict):
+    stack: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    images: ImageSettings
+    workspace: WorkspaceSettings
+    model: ModelSettings
+    executors: ExecutorSettings = ExecutorSettings()
+    gateways: GatewaySettings = GatewaySettings()
+    egress: EgressSettings = EgressSettings()
+
+    @field_validator("egress", mode="before")
+    @classmethod
+    def _egress_none(cls, value):
+        # `egress: none` is the readable way to say "no route out".
+        return {"allow": []} if value in ("none", None) else value
+
+    @model_validator(mode="after")
+    def _distinct_identities(self):
+        # Process limits (nproc) are counted per UID across the host: roles must not share one.
+        executor_uids = range(self.executors.uid_base, self.executors.uid_base + self.executors.count)
+        for key, uid in (("workspace.user.uid", self.workspace.user.uid), ("gateways.user.uid", self.gateways.user.uid)):
+            if uid in executor_uids:
+                raise ValueError(f"executors.uid_base = {self.executors.uid_base}: with count = "
+                                 f"{self.executors.count} the executors' UIDs include {key} = {uid}. Fix: move "
+                                 "executors.uid_base so no other role shares an executor's UID")
+        return self
+
+    @property
+    def model_user(self) -> UserIds | None:
+        if isinstance(self.model, VllmModel):
+            return self.model.user or self.workspace.user
+        if isinstance(self.model, TestDoubleModel):
+            return self.model.user
+        return None
+
+
+def invoking_user() -> UserIds:
+    """The user running Pulumi, as the default workspace identity."""
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0 or gid == 0:
+        raise ValueError("not set, and Pulumi runs as root so it cannot default to the invoking user. Fix: set "
+                         "the uid/gid that should own the project files: pulumi config set --path "
+                         "'opencode-sandbox:workspace.user.uid' 1000 (and the same for .gid)")
+    return UserIds(uid=uid, gid=gid)

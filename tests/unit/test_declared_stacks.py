@@ -1,0 +1,135 @@
+"""Every committed stack, run under mocks, declares what the security model demands."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import pytest
+
+from components.security.catalog import CheckContext, Role, check_container, check_stack
+from components.security.profiles import all_seccomp_profiles
+from components.security.props import container_spec, network_spec, volume_host_path
+from tests.support.program import STACKS, VOLUME
+
+CONTEXT = CheckContext(seccomp_profiles=all_seccomp_profiles())
+
+W, M, X, I, E = (Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value,
+                 Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value)
+
+#: Which roles share a network, per stack: the reachability the design intends, and nothing more.
+INTENDED_PEERS = {
+    "ci": {(W, M), (W, X), (W, I), (W, E), (M, I)},  # the test double's API is published (host_port)
+    "dev": {(W, X), (W, I), (W, E)},  # external model: reached through the egress gateway
+    "gpu": {(W, M), (W, X), (W, I), (W, E)},
+}
+
+
+def specs(declared):
+    volumes = {v.inputs["name"]: volume_host_path(v.inputs) for v in declared.of_type(VOLUME)}
+    return [container_spec(c.name, c.inputs, volume_paths={k: v for k, v in volumes.items() if v})
+            for c in declared.containers]
+
+
+def test_every_stack_file_is_covered():
+    assert set(STACKS) == {"ci", "dev", "gpu"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_container_satisfies_every_catalog_rule(declared_stacks, stack):
+    violations = [v.message for spec in specs(declared_stacks[stack]) for v in check_container(spec, CONTEXT)]
+    assert violations == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_rules_hold(declared_stacks, stack):
+    declared = declared_stacks[stack]
+    networks = {n.inputs["name"]: network_spec(n.name, n.inputs) for n in declared.networks}
+    assert [v.message for v in check_stack(specs(declared), networks, CONTEXT)] == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_network_graph_is_the_intended_reachability_matrix(declared_stacks, stack):
+    members: dict[str, set[str]] = {}
+    for spec in specs(declared_stacks[stack]):
+        for network in spec.networks:
+            members.setdefault(network, set()).add(spec.role)
+    shared = {tuple(sorted(pair)) for roles in members.values() for pair in combinations(sorted(roles), 2)}
+    assert shared == {tuple(sorted(pair)) for pair in INTENDED_PEERS[stack]}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_gateways_join_networks_with_a_route_out(declared_stacks, stack):
+    declared = declared_stacks[stack]
+    internal = {n.inputs["name"]: n.inputs.get("internal", False) for n in declared.networks}
+    for spec in specs(declared):
+        for network in spec.networks:
+            if not internal[network]:
+                assert spec.role in {I, E}, f"{spec.name} ({spec.role}) joins non-internal {network}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_executors_reach_only_the_workspace(declared_stacks, stack):
+    declared = declared_stacks[stack]
+    executor_networks = {n for spec in specs(declared) if spec.role == X for n in spec.networks}
+    for spec in specs(declared):
+        if spec.role not in {X, W}:
+            assert not executor_networks & set(spec.networks), f"{spec.name} shares a network with executors"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_containers_handle_the_providers_replacement_pitfalls(declared_stacks, stack):
+    for container in declared_stacks[stack].containers:
+        # Fixed names and host ports: the old container must go before the new one is created.
+        assert container.delete_before_replace, container.name
+        # pulumi-docker "updates" tmpfs and healthcheck in place without effect: replace instead.
+        assert {"tmpfs", "healthcheck"} <= set(container.replace_on_changes), container.name
+        # An explicit network mode; networks_advanced makes the provider leave the default bridge.
+        assert container.inputs["networkMode"] == "bridge" and container.inputs["networksAdvanced"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_is_parented_to_a_component(declared_stacks, stack):
+    declared = declared_stacks[stack]
+    components = {r.urn for r in declared.resources if not r.custom}
+    for resource in declared.resources:
+        if resource.type == "opencode-sandbox:index:Sandbox":
+            continue
+        assert resource.parent in components, f"{resource.urn} is not a child of a component"
+        if not resource.custom:
+            assert resource.type.startswith("opencode-sandbox:index:"), resource.type
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_labels_find_every_container_by_stack_and_role(declared_stacks, stack):
+    roles = [spec.role for spec in specs(declared_stacks[stack])]
+    assert all(spec.stack == stack for spec in specs(declared_stacks[stack]))
+    assert roles.count(W) == 1 and roles.count(I) >= 1 and roles.count(X) >= 1
+
+
+def test_ci_builds_its_model_double_and_gpu_pulls_a_pinned_vllm(declared_stacks):
+    ci_images = {i.inputs["name"].split(":")[0] for i in declared_stacks["ci"].of_type("docker:index/remoteImage:RemoteImage")}
+    assert "opencode-sandbox/model-double" in ci_images
+    gpu_pulled = [i.inputs["name"] for i in declared_stacks["gpu"].of_type("docker:index/remoteImage:RemoteImage")
+                  if "build" not in i.inputs]
+    assert len(gpu_pulled) == 1 and gpu_pulled[0].startswith("vllm/vllm-openai:") and "@sha256:" in gpu_pulled[0]
+
+
+def test_only_the_model_server_gets_the_gpu(declared_stacks):
+    gpu_containers = [c for c in declared_stacks["gpu"].containers if c.inputs.get("deviceRequests")]
+    assert [c.inputs["name"] for c in gpu_containers] == ["opencode-sandbox-gpu-model"]
+    request = gpu_containers[0].inputs["deviceRequests"][0]
+    assert request["driver"] == "nvidia" and request["capabilities"] == ["gpu"]
+    model = gpu_containers[0].inputs
+    assert model["shmSize"] > 0 and not model.get("ipcMode"), "shared memory comes from shm_size, not host IPC"
+    assert any(e.startswith("VLLM_API_KEY=") for e in model["envs"])
+    assert {"--served-model-name", "--max-model-len", "--gpu-memory-utilization"} <= set(model["command"])
+    assert not model.get("ports"), "the model server publishes no host port"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_secrets_reach_containers_only_as_pulumi_secrets(declared_stacks, stack):
+    for container in declared_stacks[stack].containers:
+        secret_names = ("EXECUTOR_TOKEN=", "VLLM_API_KEY=", "MODEL_API_KEY=", "OPENCODE_SERVER_PASSWORD=",
+                        "MODEL_DOUBLE_API_KEY=")
+        if any(env.startswith(secret_names) for env in container.inputs.get("envs", [])):
+            assert "envs" in container.secret_inputs, f"{container.inputs['name']} gets a secret in plain text"
