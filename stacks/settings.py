@@ -30,6 +30,9 @@ _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN_PATTERN = re.compile(rf"^(\*\.)?{_DOMAIN_LABEL}(\.{_DOMAIN_LABEL})+$")
 _PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 MAX_EXTRA_CA_BYTES = 64 * 1024  # build args travel in a request line; a whole CA bundle would not fit
+#: The OpenCode release the workspace image carries by default, and the npm integrity of its tarball.
+OPENCODE_VERSION = "1.18.34"
+OPENCODE_INTEGRITY = "sha512-RTAMjCve4euxP2QKLuvRmdoW5J5DQK1DiZqt+7slfixyjAEi79QC2Df2oYKogibaAI4IEU8uzenoJeEl3k+UEw=="
 
 
 class _Strict(BaseModel):
@@ -108,11 +111,8 @@ class ImageSettings(_Strict):
     base_image: str = Field(min_length=1)
     #: Opt-in: extra CA certificates for TLS-intercepting proxies, used only while building.
     extra_ca_file: ExtraCaFile | None = None
-    opencode_version: str = Field(default="1.18.34", pattern=r"^\d+\.\d+\.\d+$")
-    opencode_integrity: str = Field(
-        default="sha512-RTAMjCve4euxP2QKLuvRmdoW5J5DQK1DiZqt+7slfixyjAEi79QC2Df2oYKogibaAI4IEU8uzenoJeEl3k+UEw==",
-        pattern=r"^sha512-[A-Za-z0-9+/]{86}==$",
-    )
+    opencode_version: str = Field(default=OPENCODE_VERSION, pattern=r"^\d+\.\d+\.\d+$")
+    opencode_integrity: str = Field(default=OPENCODE_INTEGRITY, pattern=r"^sha512-[A-Za-z0-9+/]{86}==$")
 
 
 class WebSettings(_Strict):

@@ -16,12 +16,12 @@ from tests.container.test_seccomp import (  # noqa: F401  (client, workspace_ima
     run_to_completion,
     workspace_image,
 )
+from stacks.settings import OPENCODE_VERSION
 from tests.support.images import ImageBuildError, build_image
 
 pytestmark = pytest.mark.docker
 
 INGRESS_TAG = "opencode-sandbox/ingress:test"
-OPENCODE_VERSION = "1.18.34"
 WORKSPACE_USER = "1234:1234"
 SERVICE_USER = "20001:20001"
 HEALTHY_TIMEOUT_S = 90

@@ -54,6 +54,10 @@ def build_image(client, name: str, tag: str, build_args: dict[str, str] | None =
     if not (context / "Dockerfile").is_file():
         raise ImageBuildError(f"no Dockerfile in {context}")
     args = {"BASE_IMAGE": require_base_image(client), "EXTRA_CA_CERTS": extra_ca_certs()}
+    if name == "workspace":
+        from stacks.settings import OPENCODE_INTEGRITY, OPENCODE_VERSION
+
+        args.update(OPENCODE_VERSION=OPENCODE_VERSION, OPENCODE_INTEGRITY=OPENCODE_INTEGRITY)
     args.update(build_args or {})
     try:
         image, _log = client.images.build(path=str(context), tag=tag, buildargs=args, rm=True, forcerm=True)

@@ -18,10 +18,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-OPENCODE_VERSION = "1.18.34"
+# The release the workspace image carries: the stack settings' defaults are the one truth.
+from stacks.settings import OPENCODE_INTEGRITY, OPENCODE_VERSION
+
 OPENCODE_PACKAGE = "opencode-linux-x64"
-#: The npm registry's ``dist.integrity`` for OPENCODE_PACKAGE@OPENCODE_VERSION.
-OPENCODE_INTEGRITY = "sha512-RTAMjCve4euxP2QKLuvRmdoW5J5DQK1DiZqt+7slfixyjAEi79QC2Df2oYKogibaAI4IEU8uzenoJeEl3k+UEw=="
 DEFAULT_CACHE_ROOT = Path.home() / ".cache" / "opencode-sandbox"
 NPM_PACK_TIMEOUT_SECONDS = 600
 
