@@ -178,6 +178,8 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
             for internal, external in sorted(args.published_ports.items())
         ] or None,
         hosts=[docker.ContainerHostArgs(host=host, ip=ip) for host, ip in sorted(args.extra_hosts.items())] or None,
+        # Names outside the stack resolve nowhere but in the egress gateway (catalog rule no-outside-dns).
+        dns=None if role in catalog.ROLES_WITH_OUTSIDE_DNS else list(catalog.CONTAINER_DNS_UPSTREAM),
         log_driver=catalog.LOG_DRIVER,
         log_opts=dict(catalog.LOG_OPTS),
         healthcheck=docker.ContainerHealthcheckArgs(

@@ -10,7 +10,9 @@
 
 Internal networks have no route off the host, and a container only on internal
 networks cannot publish a port: hence the gateways (catalog rule
-``non-gateways-on-internal-networks-only``).
+``non-gateways-on-internal-networks-only``). Their bridges carry no host address
+either, so the host itself is out of reach too (rule ``internal-networks-unaddressed``;
+docs/network-boundary.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.naming import docker_name
+from components.security.catalog import INTERNAL_NETWORK_OPTIONS
 from components.security.spec import LABEL_STACK
 
 
@@ -62,6 +65,10 @@ class SandboxNetworks(pulumi.ComponentResource):
         return {key: net for key, net in candidates.items() if net is not None}
 
     def _network(self, purpose: str, internal: bool, options: dict[str, str] | None = None) -> docker.Network:
+        if internal:
+            # No host address on the bridge: the host is unreachable from the network
+            # (catalog rule internal-networks-unaddressed).
+            options = {**(options or {}), **INTERNAL_NETWORK_OPTIONS}
         return docker.Network(
             f"{self._name}-{purpose}",
             name=docker_name(self._stack, purpose),

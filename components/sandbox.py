@@ -16,7 +16,7 @@ from components.images import SandboxImages, SandboxImagesArgs
 from components.model_server import MODEL_PORT, ModelServer, ModelServerArgs
 from components.networks import SandboxNetworks, SandboxNetworksArgs
 from components.opencode_config import OpenCodeConfigArgs
-from components.workspace import WEB_PORT, Workspace, WorkspaceArgs
+from components.workspace import WEB_ALIAS, WEB_PORT, Workspace, WorkspaceArgs
 from stacks.loader import StackSecrets
 from stacks.settings import ExternalModel, Settings, TestDoubleModel, VllmModel
 
@@ -80,11 +80,11 @@ class Sandbox(pulumi.ComponentResource):
         if with_egress:
             destinations = (Destination.from_url(model.base_url),) if isinstance(model, ExternalModel) else ()
             self.egress = EgressGateway(f"{name}-egress", EgressGatewayArgs(
-                stack=stack, image=refs["egress"], user=settings.gateways.user, limits=settings.egress.limits,
+                stack=stack, image=refs["egress"], user=settings.gateways.egress_user, limits=settings.egress.limits,
                 inside_network=nets.egress.name, outside_network=nets.outside.name,
                 allow=tuple(settings.egress.allow), destinations=destinations), child)
 
-        workspace_networks = [nets.ingress.name, nets.executor.name]
+        workspace_networks = [nets.executor.name]
         if nets.model is not None:
             workspace_networks.append(nets.model.name)
         if nets.egress is not None:
@@ -96,15 +96,15 @@ class Sandbox(pulumi.ComponentResource):
             stack=stack, settings=settings.workspace, image=refs["workspace"],
             opencode=OpenCodeConfigArgs(model_base_url=model_base_url, model_id=model_id,
                                         executor_mcp_url=self.executors.mcp_url),
-            networks=workspace_networks, web_password=self.web_password, model_api_key=self.model_api_key,
-            executor_token=self.executor_token,
+            ingress_network=nets.ingress.name, networks=workspace_networks, web_password=self.web_password,
+            model_api_key=self.model_api_key, executor_token=self.executor_token,
             proxy_url=self.egress.proxy_url if self.egress else None, no_proxy=in_stack_names),
             pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]))
 
-        gateway_user, gateway_limits = settings.gateways.user, settings.gateways.limits
+        gateway_limits = settings.gateways.limits
         self.web = IngressGateway(f"{name}-web", IngressGatewayArgs(
-            stack=stack, purpose="web", image=refs["ingress"], user=gateway_user, limits=gateway_limits,
-            target_host=self.workspace.container_name, target_port=WEB_PORT, host_port=settings.workspace.web.port,
+            stack=stack, purpose="web", image=refs["ingress"], user=settings.gateways.web_ingress_user, limits=gateway_limits,
+            target_host=WEB_ALIAS, target_port=WEB_PORT, host_port=settings.workspace.web.port,
             target_network=nets.ingress.name, edge_network=nets.edge.name),
             pulumi.ResourceOptions(parent=self, depends_on=[self.workspace.container]))
 
@@ -112,7 +112,8 @@ class Sandbox(pulumi.ComponentResource):
         host_port = getattr(model, "host_port", None)
         if self.model_server is not None and host_port:
             self.model_api = IngressGateway(f"{name}-model-api", IngressGatewayArgs(
-                stack=stack, purpose="model-api", image=refs["ingress"], user=gateway_user, limits=gateway_limits,
+                stack=stack, purpose="model-api", image=refs["ingress"], user=settings.gateways.model_api_ingress_user,
+                limits=gateway_limits,
                 target_host=self.model_server.container_name, target_port=MODEL_PORT, host_port=host_port,
                 target_network=nets.model.name, edge_network=nets.edge.name),
                 pulumi.ResourceOptions(parent=self, depends_on=[self.model_server.container]))

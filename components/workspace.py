@@ -25,6 +25,10 @@ from components.security.catalog import Role
 from stacks.settings import WorkspaceSettings
 
 WEB_PORT = 4096
+#: The workspace's name on the ingress network only. OpenCode listens on the address it resolves
+#: to, so the web UI/API is reachable from the ingress gateway and not from the executor or model
+#: networks (code running in an executor must not even reach the login).
+WEB_ALIAS = "workspace-web"
 HOME = "/home/opencode"
 PROJECT_MOUNT = "/workspace"
 SHARED_MOUNT = "/shared"
@@ -38,6 +42,9 @@ class WorkspaceArgs:
     settings: WorkspaceSettings
     image: pulumi.Input[str]
     opencode: OpenCodeConfigArgs
+    #: The network the ingress gateway reaches the web UI through.
+    ingress_network: pulumi.Input[str]
+    #: The networks the workspace reaches the model, the executors and the egress gateway on.
     networks: Sequence[pulumi.Input[str]]
     web_password: pulumi.Input[str]
     model_api_key: pulumi.Input[str]
@@ -60,9 +67,10 @@ class Workspace(pulumi.ComponentResource):
         user = settings.user
         owner = (user.uid, user.gid)
         self.container_name = docker_name(args.stack, "workspace")
-        self.url = f"http://{self.container_name}:{WEB_PORT}"
+        self.url = f"http://{WEB_ALIAS}:{WEB_PORT}"
         envs: dict[str, pulumi.Input[str]] = {
             "HOME": HOME,
+            "OPENCODE_WEB_HOST": WEB_ALIAS,  # where the image's healthcheck finds the server
             "OPENCODE_CONFIG_CONTENT": opencode_config_json(args.opencode),
             "OPENCODE_SERVER_PASSWORD": args.web_password,
             MODEL_API_KEY_ENV: args.model_api_key,
@@ -76,7 +84,8 @@ class Workspace(pulumi.ComponentResource):
         if settings.persist_sessions:
             envs["XDG_DATA_HOME"] = PERSISTED_DATA_DIR
         if args.proxy_url:
-            no_proxy = ",".join(["localhost", "127.0.0.1", *args.no_proxy])
+            # Its own web address too: the health check (and the agent) call the server there.
+            no_proxy = ",".join(["localhost", "127.0.0.1", WEB_ALIAS, *args.no_proxy])
             for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 envs[key] = args.proxy_url
             envs["NO_PROXY"] = envs["no_proxy"] = no_proxy
@@ -89,7 +98,7 @@ class Workspace(pulumi.ComponentResource):
             HardenedContainerArgs(
                 stack=args.stack, role=Role.WORKSPACE, name=self.container_name, image=args.image,
                 user=user.docker_user, limits=settings.limits, envs=envs,
-                command=["opencode", "serve", "--hostname", "0.0.0.0", "--port", str(WEB_PORT)],
+                command=["opencode", "serve", "--hostname", WEB_ALIAS, "--port", str(WEB_PORT)],
                 working_dir=PROJECT_MOUNT,
                 tmpfs={
                     HOME: Tmpfs(size_mb=settings.tmpfs.home_mb, mode="0700", owner=owner),
@@ -99,7 +108,8 @@ class Workspace(pulumi.ComponentResource):
                     "/tmp": Tmpfs(size_mb=settings.tmpfs.tmp_mb, executable=True),
                 },
                 mounts=mounts,
-                networks=[NetworkAttachment(network) for network in args.networks],
+                networks=[NetworkAttachment(args.ingress_network, aliases=(WEB_ALIAS,)),
+                          *(NetworkAttachment(network) for network in args.networks)],
                 # The image's check sends the password on stdin, never on a command line (/proc shows those).
                 healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/opencode-healthcheck"], start_period="30s"),
                 # The agent's tools leave orphans behind; docker-init reaps them.

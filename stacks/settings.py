@@ -192,8 +192,27 @@ class ExecutorSettings(_Strict):
 
 
 class GatewaySettings(_Strict):
-    user: UserIds = UserIds(uid=10001, gid=10001)
+    #: The egress gateway runs as uid_base, the web ingress as uid_base + 1, the model-API ingress as
+    #: uid_base + 2: one UID each, so that no gateway can use up another's process budget.
+    uid_base: int = Field(default=10001, gt=0, lt=2**31 - 8)
+    gid: int = Field(default=10001, gt=0)
     limits: Limits = Limits(memory_mb=128, cpus=0.5, nproc=128)
+
+    @property
+    def egress_user(self) -> UserIds:
+        return UserIds(uid=self.uid_base, gid=self.gid)
+
+    @property
+    def web_ingress_user(self) -> UserIds:
+        return UserIds(uid=self.uid_base + 1, gid=self.gid)
+
+    @property
+    def model_api_ingress_user(self) -> UserIds:
+        return UserIds(uid=self.uid_base + 2, gid=self.gid)
+
+    @property
+    def uids(self) -> range:
+        return range(self.uid_base, self.uid_base + 3)
 
 
 class VllmModel(_Strict):
@@ -227,11 +246,9 @@ class ExternalModel(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
+        from components.egress_proxy import Destination
 
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL. Fix: e.g. http://host.docker.internal:1234/v1")
+        Destination.from_url(value)  # the egress gateway must be able to admit exactly this endpoint
         return value.rstrip("/")
 
 
@@ -287,13 +304,22 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _distinct_identities(self):
-        # Process limits (nproc) are counted per UID across the host: roles must not share one.
+        # Process limits (nproc) are counted per UID across the host: executors and gateways must not
+        # share a UID with anyone (the model server may run as the workspace user, who owns its cache).
         executor_uids = range(self.executors.uid_base, self.executors.uid_base + self.executors.count)
-        for key, uid in (("workspace.user.uid", self.workspace.user.uid), ("gateways.user.uid", self.gateways.user.uid)):
+        others = [("workspace.user.uid", self.workspace.user.uid)]
+        if self.model_user is not None:
+            others.append(("model.user.uid", self.model_user.uid))
+        for key, uid in [*others, *((f"gateways.uid_base + {i}", u) for i, u in enumerate(self.gateways.uids))]:
             if uid in executor_uids:
                 raise ValueError(f"executors.uid_base = {self.executors.uid_base}: with count = "
                                  f"{self.executors.count} the executors' UIDs include {key} = {uid}. Fix: move "
                                  "executors.uid_base so no other role shares an executor's UID")
+        for key, uid in others:
+            if uid in self.gateways.uids:
+                raise ValueError(f"gateways.uid_base = {self.gateways.uid_base}: the gateways' UIDs "
+                                 f"({self.gateways.uids.start}-{self.gateways.uids.stop - 1}) include {key} = {uid}. "
+                                 "Fix: move gateways.uid_base")
         return self
 
     @property

@@ -103,6 +103,23 @@ INTENDED_NETWORK_PEERS = frozenset(
     )
 )
 
+#: Where a container's embedded DNS (127.0.0.11) forwards names it does not know. Docker < 26
+#: forwards them even for containers on internal networks (CVE-2024-29018): from the container's
+#: namespace, or from the host's when the host's resolver is on loopback, so a lookup is a channel
+#: out. The container's own loopback, where nothing of the stack listens, keeps every query inside
+#: the container: names outside the stack resolve nowhere (docs/network-boundary.md).
+CONTAINER_DNS_UPSTREAM = ("127.0.0.1",)
+#: The one role that resolves names outside the stack (squid connects to allowlisted names).
+ROLES_WITH_OUTSIDE_DNS = frozenset({Role.EGRESS_GATEWAY.value})
+
+#: Options of every internal network. A bridge network's gateway address belongs to the host, and
+#: traffic to the host is not forwarded, so Docker's internal-network rules (which drop forwarded
+#: traffic only) never see it: on Docker 20.10 a container on an internal network reaches every
+#: service listening on the host, on any of its addresses. Without an address on the bridge the
+#: host has no route into the network and answers nothing from it; containers still reach each
+#: other (the bridge switches their traffic) and the embedded DNS still answers.
+INTERNAL_NETWORK_OPTIONS: Mapping[str, str] = {"com.docker.network.bridge.inhibit_ipv4": "true"}
+
 MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "nightly", "edge"})
 
 
@@ -376,6 +393,15 @@ def _check_sysctls(spec, ctx):
     return [f"sets kernel parameters {sorted(spec.sysctls)}"]
 
 
+def _check_dns(spec, ctx):
+    if is_unknown(spec.dns) or is_unknown(spec.labels) or spec.role in ROLES_WITH_OUTSIDE_DNS:
+        return []
+    if tuple(spec.dns) != CONTAINER_DNS_UPSTREAM:
+        return [f"its embedded DNS forwards unknown names to {list(spec.dns) or 'the host resolvers'}, "
+                f"not only to {list(CONTAINER_DNS_UPSTREAM)}"]
+    return []
+
+
 def _check_memory(spec, ctx):
     value = spec.memory_bytes
     return [] if is_unknown(value) or (value or 0) > 0 else ["has no memory limit"]
@@ -483,6 +509,23 @@ def _check_executor_model(containers, networks, ctx):
     return problems
 
 
+def _check_internal_unaddressed(containers, networks: Mapping[str, NetworkSpec], ctx):
+    problems = []
+    members = _shared_networks(containers)
+    for name, net in networks.items():
+        if is_unknown(net.internal) or net.internal is not True or is_unknown(net.options):
+            continue
+        values = {key: net.options.get(key) for key in INTERNAL_NETWORK_OPTIONS}
+        if any(is_unknown(value) for value in values.values()):
+            continue
+        missing = {key: value for key, value in INTERNAL_NETWORK_OPTIONS.items() if values[key] != value}
+        if missing:
+            roles = {spec.role for spec in members.get(name, [])}
+            problems.append((name, f"the internal network's bridge has a host address (options lack {missing}), "
+                                   "so its containers reach the host's services", roles))
+    return problems
+
+
 def _check_network_peers(containers, networks, ctx):
     problems = []
     executor_model = frozenset({Role.EXECUTOR.value, Role.MODEL.value})
@@ -571,6 +614,11 @@ RULES: tuple[Rule, ...] = (
     Rule("no-sysctls", None, "setting kernel parameters (sysctls)",
          "namespaced sysctls can still weaken the network stack (e.g. unprivileged ports, ping)",
          "remove sysctls", Scope.CONTAINER, _check_sysctls),
+    Rule("no-outside-dns", None, "any role but the egress gateway resolving names outside the stack",
+         "Docker's embedded DNS forwards unknown names even from internal networks (CVE-2024-29018): "
+         "every lookup would be a way out past the egress gateway",
+         f"set dns={list(CONTAINER_DNS_UPSTREAM)} (components.hardening does for every role but the "
+         "egress gateway)", Scope.CONTAINER, _check_dns),
     Rule("memory-limited", "5.10", "running without a memory limit",
          "one runaway process must not take the host's memory", "set memory (MB)", Scope.CONTAINER,
          _check_memory),
@@ -605,6 +653,11 @@ RULES: tuple[Rule, ...] = (
     Rule("executor-isolated-from-model", None, "an executor sharing a network with the model server",
          "code the agent generates must reach nothing but the workspace's calls",
          "keep executors on the executor network only", Scope.STACK, _check_executor_model),
+    Rule("internal-networks-unaddressed", None, "internal networks whose bridge has a host address",
+         "the host answers on the bridge's gateway address (and on all its others) to any container on the "
+         "network: every service listening on the host would be reachable from the sandbox",
+         f"create internal networks with options {dict(INTERNAL_NETWORK_OPTIONS)} (components.networks does)",
+         Scope.STACK, _check_internal_unaddressed),
     Rule("network-peers-as-designed", None, "roles sharing a network that the design does not connect",
          "each network exists for one path (workspace-model, workspace-executor, workspace-gateways)",
          "attach containers only to the networks components.networks gives their role", Scope.STACK,

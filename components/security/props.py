@@ -251,6 +251,7 @@ def container_spec(name: str, props: Mapping[str, Any], *, volume_paths: Mapping
             UNKNOWN if is_unknown(d) else reader.get(d, "hostPath") for d in devices),
         gpu_requested=_gpu_requested(reader, props),
         sysctls=reader.mapping(get("sysctls", {})),
+        dns=_tuple_of_str(reader, get("dns", [])),
         memory_bytes=UNKNOWN if is_unknown(memory) else (float(memory) * MB if memory else None),
         nano_cpus=_nano_cpus(reader, props),
         nproc_limit=_nproc(reader, props),

@@ -86,6 +86,7 @@ class ContainerSpec:
     devices: Any = ()  # host device paths
     gpu_requested: Any = False
     sysctls: Any = field(default_factory=dict)
+    dns: Any = ()  # the embedded DNS's upstream servers (empty: the host's resolvers)
     memory_bytes: Any = None
     nano_cpus: Any = None
     nproc_limit: Any = None  # the lower of the soft and hard nproc ulimit

@@ -1,4 +1,4 @@
-"""The workspace and ingress images: what they contain, and their runtime contract under the stack's hardening."""
+"""The workspace, ingress and egress images: what they contain, and their runtime contract under the stack's hardening."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.support.images import ImageBuildError, build_image
 pytestmark = pytest.mark.docker
 
 INGRESS_TAG = "opencode-sandbox/ingress:test"
+EGRESS_TAG = "opencode-sandbox/egress:test"
 WORKSPACE_USER = "1234:1234"
 SERVICE_USER = "20001:20001"
 HEALTHY_TIMEOUT_S = 90
@@ -54,7 +55,13 @@ def ingress_image(client) -> str:
     return INGRESS_TAG
 
 
-@pytest.fixture(params=["workspace", "ingress"])
+@pytest.fixture(scope="module")
+def egress_image(client) -> str:
+    build_image(client, "egress", EGRESS_TAG)
+    return EGRESS_TAG
+
+
+@pytest.fixture(params=["workspace", "ingress", "egress"])
 def image(request) -> str:
     return request.getfixturevalue(f"{request.param}_image")
 

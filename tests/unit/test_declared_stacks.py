@@ -133,3 +133,24 @@ def test_secrets_reach_containers_only_as_pulumi_secrets(declared_stacks, stack)
                         "MODEL_DOUBLE_API_KEY=")
         if any(env.startswith(secret_names) for env in container.inputs.get("envs", [])):
             assert "envs" in container.secret_inputs, f"{container.inputs['name']} gets a secret in plain text"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_web_ui_listens_on_the_ingress_network_only(declared_stacks, stack):
+    workspace = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-workspace"))
+    command = workspace.inputs["command"]
+    host = command[command.index("--hostname") + 1]
+    aliases = {n["name"].rsplit("-", 1)[-1]: n.get("aliases") or [] for n in workspace.inputs["networksAdvanced"]}
+    assert [name for name, names in aliases.items() if host in names] == ["ingress"], aliases
+    web = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-ingress-web"))
+    assert f"INGRESS_TARGET_HOST={host}" in web.inputs["envs"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_executors_and_gateways_never_share_a_uid(declared_stacks, stack):
+    owners: dict[str, list[str]] = {}
+    for spec in specs(declared_stacks[stack]):
+        owners.setdefault(spec.user.split(":")[0], []).append(spec.name)
+    for spec in specs(declared_stacks[stack]):
+        if spec.role in {X, I, E}:
+            assert owners[spec.user.split(":")[0]] == [spec.name], f"{spec.name} shares its UID"
