@@ -130,6 +130,7 @@ def container_spec(attrs: Mapping[str, Any], volume_paths: Mapping[str, str] | N
         devices=tuple(device.get("PathOnHost") for device in host.get("Devices") or ()),
         gpu_requested=bool(host.get("DeviceRequests")),
         sysctls=dict(host.get("Sysctls") or {}),
+        dns=tuple(host.get("Dns") or ()),
         memory_bytes=float(host["Memory"]) if host.get("Memory") else None,
         nano_cpus=_nano_cpus(host),
         nproc_limit=_nproc(host),
