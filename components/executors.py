@@ -66,8 +66,7 @@ class ExecutorPool(pulumi.ComponentResource):
                     # The only place a job can write; emptied after every job.
                     tmpfs={"/tmp": Tmpfs(size_mb=settings.tmp_mb, max_inodes=settings.tmp_mb * 256)},
                     networks=[NetworkAttachment(args.network, aliases=(SHARED_ALIAS,))],
-                    healthcheck=Healthcheck(
-                        tests=["CMD", "python3", "-m", "executor_service.healthcheck"], interval="10s"),
+                    healthcheck=Healthcheck(tests=["CMD", "python3", "-m", "executor_service.healthcheck"]),
                     # The service must be PID 1: the kernel then shields it from its jobs' signals.
                     init=False,
                     wait_timeout_s=60,

@@ -27,10 +27,6 @@ INGRESS_LISTEN_PORT = 8080
 HOST_GATEWAY = "host-gateway"
 
 
-def _listening(port: int) -> list[str]:
-    return ["CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]
-
-
 @dataclass(frozen=True)
 class IngressGatewayArgs:
     stack: str
@@ -68,7 +64,7 @@ class IngressGateway(pulumi.ComponentResource):
                 },
                 networks=[NetworkAttachment(args.target_network), NetworkAttachment(args.edge_network)],
                 published_ports={INGRESS_LISTEN_PORT: args.host_port},
-                healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/ingress-healthcheck"], interval="10s"),
+                healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/ingress-healthcheck"]),
             ),
             pulumi.ResourceOptions(parent=self),
         )
@@ -109,7 +105,7 @@ class EgressGateway(pulumi.ComponentResource):
                 tmpfs={"/run/squid": Tmpfs(size_mb=16), "/tmp": Tmpfs(size_mb=16)},
                 networks=[NetworkAttachment(args.inside_network), NetworkAttachment(args.outside_network)],
                 extra_hosts=extra_hosts,
-                healthcheck=Healthcheck(tests=_listening(PROXY_PORT), interval="10s"),
+                healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/egress-healthcheck"]),
             ),
             pulumi.ResourceOptions(parent=self),
         )

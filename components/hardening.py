@@ -50,10 +50,14 @@ class Tmpfs:
 @dataclass(frozen=True)
 class Healthcheck:
     tests: Sequence[str]
-    interval: str = "15s"
+    # `pulumi up` (wait=True) waits for healthy, and Docker probes first one interval after the
+    # start: short intervals keep a stack's start fast. Docker >= 25 probes every start_interval
+    # during start_period instead (older engines ignore it).
+    interval: str = "5s"
     timeout: str = "5s"
     retries: int = 3
     start_period: str = "10s"
+    start_interval: str = "1s"
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,7 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
             timeout=args.healthcheck.timeout,
             retries=args.healthcheck.retries,
             start_period=args.healthcheck.start_period,
+            start_interval=args.healthcheck.start_interval,
         ),
         restart=catalog.RESTART_POLICY,
         max_retry_count=catalog.RESTART_MAX_RETRIES,

@@ -120,6 +120,6 @@ class ModelServer(pulumi.ComponentResource):
             },
             tmpfs={"/tmp": Tmpfs(size_mb=16)},
             networks=[NetworkAttachment(args.network)],
-            healthcheck=Healthcheck(tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health"), interval="10s"),
+            healthcheck=Healthcheck(tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health")),
             wait_timeout_s=60,
         )

@@ -106,7 +106,9 @@ class Sandbox(pulumi.ComponentResource):
             stack=stack, purpose="web", image=refs["ingress"], user=settings.gateways.web_ingress_user, limits=gateway_limits,
             target_host=WEB_ALIAS, target_port=WEB_PORT, host_port=settings.workspace.web.port,
             target_network=nets.ingress.name, edge_network=nets.edge.name),
-            pulumi.ResourceOptions(parent=self, depends_on=[self.workspace.container]))
+            # No depends_on the workspace: socat connects per accepted connection, so the gateway may
+            # start while the workspace still starts (pulumi up still waits for both to be healthy).
+            child)
 
         self.model_api = None
         host_port = getattr(model, "host_port", None)
@@ -116,7 +118,7 @@ class Sandbox(pulumi.ComponentResource):
                 limits=gateway_limits,
                 target_host=self.model_server.container_name, target_port=MODEL_PORT, host_port=host_port,
                 target_network=nets.model.name, edge_network=nets.edge.name),
-                pulumi.ResourceOptions(parent=self, depends_on=[self.model_server.container]))
+                child)
 
         self.model_endpoint = model_base_url
         self.executor_endpoints = self.executors.endpoints

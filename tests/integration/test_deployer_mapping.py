@@ -30,11 +30,21 @@ def test_every_input_of_every_committed_stack_is_mapped(declared_stacks):
 def test_an_unmapped_input_is_an_error_naming_it():
     with pytest.raises(deployer.UnmappedInput, match=r"container c: input\(s\) macAddress are not mapped"):
         deployer.plan_container(_container(macAddress="02:42:ac:11:00:02"))
-    with pytest.raises(deployer.UnmappedInput, match=r"container c\.healthcheck: input\(s\) startInterval"):
-        deployer.plan_container(_container(healthcheck={"tests": ["CMD", "true"], "startInterval": "1s"}))
+    with pytest.raises(deployer.UnmappedInput, match=r"container c\.healthcheck: input\(s\) startPeriods"):
+        deployer.plan_container(_container(healthcheck={"tests": ["CMD", "true"], "startPeriods": "1s"}))
     with pytest.raises(deployer.UnmappedInput, match=r"mounts\[0\]\.volumeOptions: input\(s\) subpath"):
         deployer.plan_container(_container(mounts=[{"type": "volume", "source": "v", "target": "/v",
                                                      "volumeOptions": {"subpath": "x"}}]))
+
+
+def test_healthcheck_durations_are_go_durations_in_nanoseconds():
+    plan = deployer.plan_container(_container(healthcheck={
+        "tests": ["CMD", "true"], "interval": "5s", "timeout": "1500ms", "startPeriod": "1m",
+        "startInterval": "1s", "retries": 3.0}))
+    check = plan.create["healthcheck"]
+    assert (check["Interval"], check["Timeout"], check["StartPeriod"], check["StartInterval"]) == (
+        5 * 10**9, 15 * 10**8, 60 * 10**9, 10**9)
+    assert check["Retries"] == 3
 
 
 def test_sizes_are_megabytes_and_cpus_are_nano_cpus():

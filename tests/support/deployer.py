@@ -228,6 +228,10 @@ def plan_container(resource: DeclaredResource, override: Mapping[str, Any] | Non
             start_period=go_duration_ns(healthcheck.take("startPeriod", "0s"), f"{where}.startPeriod"),
             retries=healthcheck.int("retries", 0),
         )
+        # Engine API >= 1.44 (Docker 25); older engines ignore the field, as they do from the provider.
+        start_interval = go_duration_ns(healthcheck.take("startInterval", "0s"), f"{where}.startInterval")
+        if start_interval:
+            create["healthcheck"]["StartInterval"] = start_interval
         healthcheck.finish()
 
     # ports: exposed in the config and bound in the host config (the schema defaults: tcp, 0.0.0.0).
