@@ -24,7 +24,7 @@ def ensure_directory(path: Path, owner: UserIds) -> None:
         current = current.parent
     for directory in reversed(missing):
         directory.mkdir(mode=0o750)
-        if os.getuid() == 0:
+        if os.geteuid() == 0:
             os.chown(directory, owner.uid, owner.gid)
 
 
@@ -35,5 +35,5 @@ def ensure_session_store(project_dir: Path, owner: UserIds) -> None:
     ignore = store / ".gitignore"
     if not ignore.exists():
         ignore.write_text("# OpenCode's sessions (opencode-sandbox): not part of the project\n*\n")
-        if os.getuid() == 0:
+        if os.geteuid() == 0:
             os.chown(ignore, owner.uid, owner.gid)
