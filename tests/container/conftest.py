@@ -1,4 +1,5 @@
-"""Fixtures for container tests: the executor image, hardened executor containers, private networks.
+"""Fixtures for container tests: the executor image, executor containers started exactly as the ci stack
+declares them (the program under mocks, through the test deployer's mapping), private networks.
 
 Everything created here carries the label ``opencode-sandbox.test=executor`` and is removed at the
 end, on failure too; leftovers of an interrupted earlier run are removed before starting.
@@ -15,13 +16,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.images import REPO_ROOT, build_image
+from tests.support.images import build_image
 
 TEST_LABEL = {"opencode-sandbox.test": "executor"}
 EXECUTOR_TAG = "opencode-sandbox/executor:test"
 EXECUTOR_PORT = 8080
-EXECUTOR_USER = "20000:20000"
-SECCOMP_PROFILE = REPO_ROOT / "images" / "seccomp" / "executor.json"
 STARTUP_TIMEOUT_S = 30
 
 
@@ -49,14 +48,6 @@ def docker_client():
 def executor_image(docker_client) -> str:
     build_image(docker_client, "executor", EXECUTOR_TAG)
     return EXECUTOR_TAG
-
-
-@pytest.fixture(scope="session")
-def executor_seccomp() -> str:
-    """The executor's seccomp profile as JSON text (passed inline, as the stack passes it)."""
-    if not SECCOMP_PROFILE.is_file():
-        pytest.fail(f"the executor seccomp profile is missing: {SECCOMP_PROFILE} (images/seccomp/generate.py)")
-    return SECCOMP_PROFILE.read_text()
 
 
 @pytest.fixture(scope="session")
@@ -109,48 +100,54 @@ class ExecutorContainer:
         return self.container.attrs["State"]
 
 
-def hardened_run_options(seccomp_json: str, token: str) -> dict:
-    """The stack's runtime hardening for an executor container, as docker SDK arguments."""
-    import docker.types
+@pytest.fixture(scope="session")
+def declared_executor(developer_home):
+    """The ci stack's first executor container as the program declares it: the stack's hardening."""
+    from components.security.spec import LABEL_ROLE
+    from tests.support.program import developer_machine, run_program
 
-    return {
-        "user": EXECUTOR_USER,
-        "read_only": True,
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true", "seccomp=" + seccomp_json],
-        "mem_limit": "512m",
-        "memswap_limit": "512m",  # no swap: a memory bomb meets the OOM killer, not the disk
-        "nano_cpus": 1_000_000_000,
-        "ulimits": [docker.types.Ulimit(name="nproc", soft=256, hard=256)],
-        "tmpfs": {"/tmp": "size=64m"},
-        "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
-        "init": False,
-        "environment": {"EXECUTOR_TOKEN": token},
-    }
+    with developer_machine(developer_home):
+        declared = run_program("ci")
+    for container in declared.containers:
+        if {label["label"]: label["value"] for label in container.inputs["labels"]}.get(LABEL_ROLE) == "executor":
+            return container
+    raise AssertionError("the ci stack declares no executor")
+
+
+def _executor_override(declared, *, name: str, image: str, network: str, token: str,
+                       environment: dict | None, healthcheck: dict | None) -> dict:
+    """What a test changes of the declared executor: identity, image, network, token; never the hardening."""
+    from components.security.spec import LABEL_STACK
+
+    envs = [env for env in declared.inputs["envs"] if not env.startswith("EXECUTOR_TOKEN=")]
+    envs += [f"EXECUTOR_TOKEN={token}", *(f"{key}={value}" for key, value in (environment or {}).items())]
+    labels = [label for label in declared.inputs["labels"] if label["label"] != LABEL_STACK]
+    labels += [{"label": LABEL_STACK, "value": "container-tests"},
+               *({"label": key, "value": value} for key, value in TEST_LABEL.items())]
+    override = {"name": name, "image": image, "envs": envs, "labels": labels,
+                "networksAdvanced": [{"name": network}], "wait": False}
+    if healthcheck is not None:
+        override["healthcheck"] = healthcheck
+    return override
 
 
 @pytest.fixture(scope="session")
-def start_executor(docker_client, executor_image, executor_seccomp):
-    """Starts a hardened executor container on a given network and waits until /health answers."""
+def start_executor(docker_client, executor_image, declared_executor):
+    """Starts an executor container exactly as the stack declares one (through the test deployer's
+    mapping of the program's inputs), on a given network, and waits until /health answers."""
     import httpx2
+
+    from tests.support import deployer
 
     clients = []
 
     def start(network, *, healthcheck: dict | None = None, environment: dict | None = None) -> ExecutorContainer:
         token = "test-" + secrets.token_hex(16)
-        options = hardened_run_options(executor_seccomp, token)
-        options["environment"].update(environment or {})
-        if healthcheck is not None:
-            options["healthcheck"] = healthcheck
-        container = docker_client.containers.run(
-            executor_image,
-            detach=True,
-            name=f"executor-test-{uuid.uuid4().hex[:8]}",
-            network=network.name,
-            labels=TEST_LABEL,
-            **options,
-        )
-        container.reload()
+        override = _executor_override(declared_executor, name=f"executor-test-{uuid.uuid4().hex[:8]}",
+                                      image=executor_image, network=network.name, token=token,
+                                      environment=environment, healthcheck=healthcheck)
+        ident = deployer.create_container(docker_client, deployer.plan_container(declared_executor, override))
+        container = docker_client.containers.get(ident)
         ip = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         http = httpx2.Client(
             base_url=f"http://{ip}:{EXECUTOR_PORT}", headers={"Authorization": f"Bearer {token}"}, trust_env=False
