@@ -16,19 +16,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.container.support import remove_labelled, suite_label
 from tests.support.images import build_image
 
-TEST_LABEL = {"opencode-sandbox.test": "executor"}
+TEST_LABEL = suite_label("executor")
+WORKSPACE_TAG = "opencode-sandbox/workspace:test"
 EXECUTOR_TAG = "opencode-sandbox/executor:test"
 EXECUTOR_PORT = 8080
 STARTUP_TIMEOUT_S = 30
-
-
-def _remove_labelled(client) -> None:
-    for container in client.containers.list(all=True, filters={"label": "opencode-sandbox.test=executor"}):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": "opencode-sandbox.test=executor"}):
-        network.remove()
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +31,28 @@ def docker_client():
     import docker
 
     client = docker.from_env(timeout=120)
-    _remove_labelled(client)
+    remove_labelled(client, "executor")
     try:
         yield client
     finally:
-        _remove_labelled(client)
+        remove_labelled(client, "executor")
         client.close()
+
+
+@pytest.fixture(scope="module")
+def client(docker_client):
+    """The engine for the image suites, their objects (label ``images``) removed before and after."""
+    remove_labelled(docker_client, "images")
+    try:
+        yield docker_client
+    finally:
+        remove_labelled(docker_client, "images")
+
+
+@pytest.fixture(scope="module")
+def workspace_image(client) -> str:
+    build_image(client, "workspace", WORKSPACE_TAG)
+    return WORKSPACE_TAG
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from components.egress_proxy import PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED, PROXY_PORT, Destination, render_squid_conf
+from components.egress_proxy import (
+    PAGE_NOT_ALLOWLISTED,
+    PAGE_PORT_NOT_ALLOWED,
+    PROXY_PORT,
+    Destination,
+    render_squid_conf,
+)
 from components.hardening import Tmpfs
 from components.security import catalog
 from components.security.profiles import seccomp_profile
 from stacks.settings import EgressSettings, GatewaySettings
+from tests.container.support import remove_labelled
 from tests.support.images import EXTRA_CA_FILE, build_image, require_base_image
 
 pytestmark = pytest.mark.docker
@@ -71,21 +78,13 @@ while True:
 """
 
 
-def _remove_labelled(client) -> None:
-    """This module's containers, then its networks (they are unused once the containers are gone)."""
-    label = {"label": "opencode-sandbox.test=egress"}
-    for container in client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    client.networks.prune(filters=label)
-
-
 @pytest.fixture(scope="module")
 def docker_api(docker_client):
     """The suite's client (tests/container/conftest.py), with this module's objects removed before
     (leftovers of an interrupted run) and after (pytest tears down after failures too)."""
-    _remove_labelled(docker_client)
+    remove_labelled(docker_client, "egress")
     yield docker_client
-    _remove_labelled(docker_client)
+    remove_labelled(docker_client, "egress")
 
 
 @pytest.fixture(scope="module")

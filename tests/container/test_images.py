@@ -9,14 +9,12 @@ import uuid
 
 import pytest
 
-from tests.container.test_seccomp import (  # noqa: F401  (client, workspace_image: shared fixtures)
+from stacks.settings import OPENCODE_VERSION
+from tests.container.support import (
     IMAGES_TEST_LABEL,
-    client,
     hardened_options,
     run_to_completion,
-    workspace_image,
 )
-from stacks.settings import OPENCODE_VERSION
 from tests.support.images import ImageBuildError, build_image
 
 pytestmark = pytest.mark.docker

@@ -9,70 +9,15 @@ from __future__ import annotations
 
 import json
 import platform
-import uuid
 
 import pytest
 
-from tests.support.images import REPO_ROOT, build_image
+from tests.container.support import hardened_options, run_to_completion
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(platform.machine() != "x86_64", reason="the probe's syscall numbers are x86_64's"),
 ]
-
-IMAGES_TEST_LABEL = {"opencode-sandbox.test": "images"}
-WORKSPACE_TAG = "opencode-sandbox/workspace:test"
-PROBE_USER = "1234:1234"
-SECCOMP_DIR = REPO_ROOT / "images" / "seccomp"
-
-
-def seccomp_json(profile: str) -> str:
-    return (SECCOMP_DIR / f"{profile}.json").read_text()
-
-
-def hardened_options(profile: str | None, *, user: str = PROBE_USER, tmpfs: dict[str, str] | None = None) -> dict:
-    """docker SDK arguments for the stack's runtime hardening; ``profile=None`` keeps Docker's default seccomp."""
-    import docker.types
-
-    security_opt = ["no-new-privileges:true"]
-    if profile is not None:
-        security_opt.append("seccomp=" + seccomp_json(profile))
-    return {
-        "user": user,
-        "read_only": True,
-        "cap_drop": ["ALL"],
-        "security_opt": security_opt,
-        "mem_limit": "512m",
-        "nano_cpus": 1_000_000_000,
-        "ulimits": [docker.types.Ulimit(name="nproc", soft=512, hard=512)],
-        "tmpfs": tmpfs if tmpfs is not None else {"/tmp": "rw,nosuid,nodev,noexec,size=64m"},
-        "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
-        "init": False,
-        "labels": IMAGES_TEST_LABEL,
-    }
-
-
-def remove_labelled(client) -> None:
-    """Removes what the image tests created (also leftovers of an interrupted run)."""
-    for container in client.containers.list(all=True, filters={"label": "opencode-sandbox.test=images"}):
-        container.remove(force=True)
-    for network in client.networks.list(filters={"label": "opencode-sandbox.test=images"}):
-        network.remove()
-
-
-def run_to_completion(client, image: str, command: list[str], options: dict, environment: dict | None = None,
-                      timeout: int = 120) -> tuple[int, str]:
-    """Runs a container to its end; returns (exit code, combined output) and always removes it."""
-    container = client.containers.run(
-        image, command, detach=True, name=f"images-test-{uuid.uuid4().hex[:8]}",
-        environment=environment or {}, network_mode="none", **options,
-    )
-    try:
-        status = container.wait(timeout=timeout)
-        return status["StatusCode"], container.logs().decode(errors="replace")
-    finally:
-        container.remove(force=True)
-
 
 # Prints {check: "ok" | errno name}. A raw clone with a namespace flag that
 # wrongly succeeds makes a child, which leaves at once.
@@ -167,21 +112,6 @@ EXPECTED = {
 EPERM_OR_ENOSYS = ("io_uring_setup", "keyctl", "bpf")
 
 
-@pytest.fixture(scope="module")
-def client(docker_client):
-    remove_labelled(docker_client)
-    try:
-        yield docker_client
-    finally:
-        remove_labelled(docker_client)
-
-
-@pytest.fixture(scope="module")
-def workspace_image(client) -> str:
-    build_image(client, "workspace", WORKSPACE_TAG)
-    return WORKSPACE_TAG
-
-
 def probe(client, image: str, options: dict) -> dict:
     code, output = run_to_completion(client, image, ["python3", "-c", PROBE], options)
     assert code == 0, f"the probe failed (exit {code}):\n{output[-3000:]}"
@@ -208,7 +138,7 @@ def test_probe_tells_our_profile_from_dockers_default(client, workspace_image):
     assert results["socket_netlink_audit"] == "ok"
     assert results["shmget"] == "ok"
     # Ours even with the capability: no capability re-allows anything.
-    results = probe(client, workspace_image, {**options, **{"security_opt": hardened_options("executor")["security_opt"]}})
+    results = probe(client, workspace_image, {**options, "security_opt": hardened_options("executor")["security_opt"]})
     assert results["process_vm_readv"] == "EPERM"
 
 

@@ -718,11 +718,12 @@ def stand_in_home(home: Path, real_home: Path | None = None) -> Path:
     return home
 
 
-def declared_stack(stack: str, home: Path | None = None, set_config: Mapping[str, Any] | None = None) -> DeclaredStack:
+def declared_stack(stack: str, home: Path | None = None, set_config: Mapping[str, Any] | None = None,
+                   settings_from: str | None = None) -> DeclaredStack:
     """Run the program for ``stack`` (not a preview: host directories are prepared as `pulumi up` does)."""
     home = home or Path.home()
     with developer_machine(home, uid=os.getuid(), gid=os.getgid()):
-        return run_program(stack, set_config=set_config)
+        return run_program(stack, set_config=set_config, settings_from=settings_from)
 
 
 def _dependency_graph(declared: DeclaredStack) -> dict[str, set[str]]:
@@ -835,6 +836,7 @@ def _run(deployment: Deployment, log: Log) -> None:
 
 
 def deploy(stack: str, *, home: Path | None = None, set_config: Mapping[str, Any] | None = None,
+           settings_from: str | None = None,
            client=None, log: Log = _stderr) -> Deployment:
     """Create everything ``stack`` declares; on failure, remove what was created and raise DeployError.
 
@@ -843,7 +845,7 @@ def deploy(stack: str, *, home: Path | None = None, set_config: Mapping[str, Any
     """
     client = client or docker_client()
     started = time.monotonic()
-    declared = declared_stack(stack, home, set_config)
+    declared = declared_stack(stack, home, set_config, settings_from)
     validate(declared)
     remove_stack(client, stack, log)  # leftovers of a run that could not clean up
     deployment = Deployment(stack=stack, declared=declared, home=home or Path.home())

@@ -172,15 +172,17 @@ def developer_machine(home: Path, uid: int = 1000, gid: int = 1000) -> Iterator[
 def run_program(stack: str, *, set_config: Mapping[str, Any] | None = None,
                 remove_config: tuple[str, ...] = (), secrets: Mapping[str, str] | None = None,
                 plain_config: Mapping[str, str] | None = None, preview: bool = False,
-                registered: list[DeclaredResource] | None = None) -> DeclaredStack:
+                registered: list[DeclaredResource] | None = None, settings_from: str | None = None) -> DeclaredStack:
     """Run __main__.py for `stack` under mocks; returns every resource it registered.
 
     ``set_config`` replaces top-level keys (short names, values as Python objects),
     ``remove_config`` drops keys, ``secrets`` adds keys marked secret, ``plain_config``
     adds raw string values (not secret). Exceptions from the program propagate;
-    ``registered``, when given, receives the registrations made before one.
+    ``registered``, when given, receives the registrations made before one. ``settings_from``
+    runs the program as stack ``stack`` with another stack's committed file (its own names and
+    labels, that stack's settings).
     """
-    config = stack_config(stack)
+    config = stack_config(settings_from or stack)
     for key in remove_config:
         config.pop(f"{PROJECT}:{key}", None)
     for key, value in (set_config or {}).items():
