@@ -1,0 +1,1 @@
+"""Benchmarks of the executor and the stack (`python bench/run.py`); measurements, not tests."""

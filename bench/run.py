@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Benchmarks: the executor against a bare interpreter and against one `docker run` per job, and the stack.
+
+    python bench/run.py [--json] [--quick]
+
+Deploys the committed ``ci`` stack's settings with the test deployer (tests/support/deployer.py)
+under the stack name ``bench``, measures, and removes everything again, also on failure or
+Ctrl-C (images stay: they are the build cache). Needs a Docker engine, the base image
+(scripts/make-base-image) and, as the ci stack does, ~/.cache/opencode-sandbox/extra-ca.pem
+(scripts/extra-ca-from-host). Progress goes to stderr; stdout gets a table, or with ``--json``
+one JSON object. ``--quick`` is a smoke run with small samples: its figures mean nothing.
+Nothing here asserts a time: the exit status is non-zero only when a measurement could not be
+taken. What each figure measures is in the README's "Performance" section and bench/measure.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench import measure
+from bench.measure import BenchError, summary
+from tests.support import deployer, program
+
+#: The stack this deploys: the committed ci stack's settings under a name of its own (see below).
+BENCH_STACK = "bench"
+SETTINGS_FROM = "ci"
+#: The executors' UIDs: their own range, since RLIMIT_NPROC counts per UID across the host.
+BENCH_EXECUTOR_UID_BASE = 20100
+CONCURRENCY = (1, 4, 16)
+
+
+@dataclass(frozen=True)
+class Samples:
+    latency_runs: int
+    latency_warmup: int
+    floor_runs: int
+    floor_warmup: int
+    docker_runs: int
+    docker_warmup: int
+    throughput_jobs: int
+    mocks_passes: int
+    policy_pack_starts: int
+    policy_warm_repeats: int
+
+
+FULL = Samples(latency_runs=500, latency_warmup=20, floor_runs=300, floor_warmup=10, docker_runs=30,
+               docker_warmup=2, throughput_jobs=400, mocks_passes=5, policy_pack_starts=5, policy_warm_repeats=20)
+QUICK = Samples(latency_runs=30, latency_warmup=3, floor_runs=20, floor_warmup=2, docker_runs=3,
+                docker_warmup=1, throughput_jobs=24, mocks_passes=2, policy_pack_starts=1, policy_warm_repeats=2)
+
+#: (aim, figure, comparison, target): reported as met or missed, never asserted.
+AIMS = (
+    ("executor p50 within 1.5x of the interpreter floor", "executor_vs_interpreter", "<=", 1.5),
+    (">= 20x faster than docker run per job", "speedup_vs_docker_run", ">=", 20),
+    (">= 30 jobs/s at concurrency 4", "throughput_jobs_per_s_c4", ">=", 30),
+    ("stack up < 15 s", "stack_up_s", "<", 15),
+    ("policy evaluation < 1 s", "policy_eval_ms", "<", 1000),
+)
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- the stack --------------------------------------------------------------------------------------
+
+
+def _free_loopback_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def bench_overrides(project_dir: Path) -> dict[str, Any]:
+    """The ci settings with what a running ci stack holds moved aside: the project directory, the
+    published ports (to free ones) and the executors' UIDs (to their own range)."""
+    ci = {key.partition(":")[2]: value for key, value in program.stack_config(SETTINGS_FROM).items()}
+    workspace, model = json.loads(ci["workspace"]), json.loads(ci["model"])
+    executors = json.loads(ci.get("executors", "{}"))
+    web_port, model_port = _free_loopback_ports(2)
+    workspace["project_dir"] = str(project_dir)
+    workspace.setdefault("web", {})["port"] = web_port
+    if "host_port" in model:
+        model["host_port"] = model_port
+    executors["uid_base"] = BENCH_EXECUTOR_UID_BASE
+    return {"workspace": workspace, "model": model, "executors": executors}
+
+
+def build_images(client, declared: program.DeclaredStack) -> dict[str, float]:
+    """Build (or find in the build cache) every image the stack declares; size in MB (10^6 B) by image."""
+    sizes = {}
+    for resource in declared.of_type(program.REMOTE_IMAGE):
+        plan = deployer.plan_image(resource)
+        started = time.perf_counter()
+        deployer.build_image(client, plan)
+        log(f"image {plan.tag}: ready after {time.perf_counter() - started:.1f}s (not counted)")
+        name = plan.tag.split("/", 1)[-1].split(":", 1)[0]
+        sizes[name] = client.images.get(plan.tag).attrs["Size"] / 1e6
+    return sizes
+
+
+@dataclass(frozen=True)
+class ExecutorPool:
+    """Where the benchmark's executor client runs and what it calls (Docker container/host names)."""
+
+    workspace: str
+    executors: tuple[str, ...]
+
+    def request(self, mode: str, targets: tuple[str, ...] | None = None, **numbers: int) -> dict[str, Any]:
+        from components.executors import EXECUTOR_PORT
+        from components.opencode_config import EXECUTOR_TOKEN_ENV
+
+        return {"mode": mode, "targets": list(targets or self.executors), "port": EXECUTOR_PORT,
+                "token_env": EXECUTOR_TOKEN_ENV, **numbers}
+
+
+def executor_pool(deployment: deployer.Deployment) -> ExecutorPool:
+    def names(role: str) -> list[str]:
+        return sorted(resource.inputs["name"] for resource in deployment.declared.container(role))
+
+    workspaces, executors = names("workspace"), names("executor")
+    if len(workspaces) != 1 or not executors:
+        raise BenchError(f"the {SETTINGS_FROM} stack declares {len(workspaces)} workspace(s) and "
+                         f"{len(executors)} executor(s); the benchmark needs one workspace and an executor")
+    return ExecutorPool(workspaces[0], tuple(executors))
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def _r(value: float, digits: int = 2) -> float:
+    return round(value, digits)
+
+
+def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
+    """Every measurement; ``scratch`` (empty, reachable by the roles' users) holds what the program creates."""
+    figures: dict[str, Any] = {}
+    home = deployer.stand_in_home(scratch / "home")
+
+    log(f"program under mocks: {samples.mocks_passes} pass(es) over {', '.join(program.STACKS)}")
+    passes, declared = measure.mocks_all_stacks(home, samples.mocks_passes)
+    figures["mocks_all_stacks_s"] = _r(statistics.median(passes[1:] or passes), 3)
+    figures["mocks_all_stacks_first_s"] = _r(passes[0], 3)
+    figures["mocks_passes"] = len(passes)
+
+    largest = max(declared.values(), key=lambda stack: len(stack.resources))
+    log(f"policy pack: every resource of the largest stack ({largest.stack}, {len(largest.resources)} resources)")
+    policy = measure.policy_evaluation(largest, samples.policy_pack_starts, samples.policy_warm_repeats)
+    figures["policy_eval_ms"] = _r(statistics.median(policy["first_ms"]))
+    figures["policy_eval_warm_ms"] = _r(statistics.median(policy["warm_ms"]))
+    figures["policy_pack_starts"] = len(policy["first_ms"])
+    figures["policy_stack"], figures["policy_resources"] = largest.stack, policy["resources"]
+    figures["policy_diagnostics"] = policy["diagnostics"]
+
+    overrides = bench_overrides(scratch / "project")
+    # The ci stack's settings under a name of its own: container, network and image names and labels
+    # follow the stack's name, and deploy() starts by removing everything labelled with it, so the
+    # benchmark never touches a ci stack that a test session or a developer has running.
+    declared_bench = deployer.declared_stack(BENCH_STACK, home, overrides, settings_from=SETTINGS_FROM)
+    deployer.validate(declared_bench)
+    log("images: building what the stack declares (not timed)")
+    figures["image_sizes_mb"] = {name: _r(size, 1) for name, size in build_images(client, declared_bench).items()}
+
+    deployment = None
+    try:
+        log(f"stack up: the {SETTINGS_FROM} stack's settings as stack {BENCH_STACK!r}, until every container is healthy")
+        started = time.perf_counter()
+        deployment = deployer.deploy(BENCH_STACK, home=home, set_config=overrides, settings_from=SETTINGS_FROM,
+                                     client=client)
+        figures["stack_up_s"] = _r(time.perf_counter() - started)
+        # Seconds each resource took from its creation to ready (healthy, for containers with wait).
+        figures["stack_up_by_resource_s"] = {name: seconds for name, seconds in sorted(
+            deployment.timings.items(), key=lambda item: -item[1]) if name != "total"}
+        figures.update(_executor_figures(samples, client, executor_pool(deployment), deployment))
+    finally:
+        if deployment is not None:
+            started = time.perf_counter()
+            deployer.teardown(client, deployment)
+            figures["stack_down_s"] = _r(time.perf_counter() - started)
+    return figures
+
+
+def _executor_figures(samples: Samples, client, pool: ExecutorPool,
+                      deployment: deployer.Deployment) -> dict[str, Any]:
+    from components.executors import SHARED_ALIAS
+
+    figures: dict[str, Any] = {}
+    first = pool.executors[0]
+
+    log(f"interpreter floor: {samples.floor_runs} x python3 -c 'print(1)' inside {first}")
+    floor = summary(measure.interpreter_floor(client, first, samples.floor_runs, samples.floor_warmup))
+    figures.update(interpreter_p50_ms=_r(floor["p50"]), interpreter_p95_ms=_r(floor["p95"]),
+                   interpreter_runs=floor["n"])
+
+    log(f"executor API: {samples.latency_runs} sequential POST /v1/run of print(1), {pool.workspace} -> {first}")
+    sequential = measure.workspace_client(client, pool.workspace, pool.request(
+        "latency", (first,), runs=samples.latency_runs, warmup=samples.latency_warmup))
+    latency = summary(sequential["run"])
+    figures.update(executor_p50_ms=_r(latency["p50"]), executor_p95_ms=_r(latency["p95"]),
+                   executor_p99_ms=_r(latency["p99"]), executor_runs=latency["n"],
+                   executor_job_p50_ms=_r(summary(sequential["job"])["p50"]),
+                   executor_health_p50_ms=_r(summary(sequential["health"])["p50"]))
+    figures["executor_vs_interpreter"] = _r(latency["p50"] / floor["p50"], 3)
+
+    spread = f"round-robin over the {len(pool.executors)} executors by container name, from the workspace"
+    log(f"throughput: {samples.throughput_jobs} jobs at concurrency {', '.join(map(str, CONCURRENCY))}, {spread}; "
+        f"then at 4 through the shared alias {SHARED_ALIAS!r}")
+    figures["throughput_jobs"], figures["throughput_spread"] = samples.throughput_jobs, spread
+    figures["throughput_latency_p50_ms"] = {}
+    runs = [(f"c{c}", c, None) for c in CONCURRENCY] + [("c4_alias", 4, (SHARED_ALIAS,))]
+    for label, concurrency, targets in runs:
+        result = measure.workspace_client(client, pool.workspace, pool.request(
+            "throughput", targets, jobs=samples.throughput_jobs, concurrency=concurrency))
+        figures[f"throughput_jobs_per_s_{label}"] = _r(samples.throughput_jobs / result["elapsed_s"], 1)
+        figures["throughput_latency_p50_ms"][label] = _r(summary(result["latencies_ms"])["p50"])
+
+    executor = deployment.declared.container("executor")[0]
+    log(f"docker run baseline: {samples.docker_runs} x (docker run --rm, and the same through the Engine API), "
+        "alternating")
+    cli, api = [], []
+    with tempfile.TemporaryDirectory(prefix="opencode-sandbox-bench-") as scratch:
+        seccomp_file = Path(scratch) / "executor-seccomp.json"
+        for index in range(samples.docker_warmup + samples.docker_runs):
+            name = f"{BENCH_STACK}-oneshot-{os.getpid()}-{index}"
+            cli_ms = measure.docker_run_cli(measure.oneshot_plan(executor, f"{name}-cli"), seccomp_file)
+            api_ms = measure.docker_run_api(client, measure.oneshot_plan(executor, f"{name}-api"))
+            if index >= samples.docker_warmup:
+                cli.append(cli_ms)
+                api.append(api_ms)
+    docker_cli, docker_api = summary(cli), summary(api)
+    figures.update(docker_run_p50_ms=_r(docker_cli["p50"]), docker_run_p95_ms=_r(docker_cli["p95"]),
+                   docker_api_run_p50_ms=_r(docker_api["p50"]), docker_runs=docker_cli["n"])
+    figures["speedup_vs_docker_run"] = _r(docker_cli["p50"] / latency["p50"], 2)
+    figures["speedup_vs_docker_api_run"] = _r(docker_api["p50"] / latency["p50"], 2)
+    return figures
+
+
+def aims(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    compare = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
+    return {aim: {"figure": key, "value": figures.get(key), "target": f"{op} {target:g}",
+                  "met": key in figures and compare[op](figures[key], target)}
+            for aim, key, op, target in AIMS}
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+ROWS = (
+    ("executor_p50_ms", "ms", "POST /v1/run print(1), workspace -> result, sequential, one connection"),
+    ("executor_p95_ms", "ms", ""),
+    ("executor_p99_ms", "ms", ""),
+    ("executor_job_p50_ms", "ms", "the same jobs: the service's own duration_ms (spawn to exit)"),
+    ("executor_health_p50_ms", "ms", "GET /health on the same connection: the HTTP path without a job"),
+    ("interpreter_p50_ms", "ms", "python3 -c 'print(1)' fork/exec/wait timed inside an executor"),
+    ("executor_vs_interpreter", "x", "executor p50 / interpreter p50"),
+    ("docker_run_p50_ms", "ms", "hardened docker run --rm per job (CLI), network none"),
+    ("docker_api_run_p50_ms", "ms", "the same through the Engine API (create/start/wait/logs/remove)"),
+    ("speedup_vs_docker_run", "x", "docker run p50 / executor p50"),
+    ("speedup_vs_docker_api_run", "x", "Engine API run p50 / executor p50"),
+    ("throughput_jobs_per_s_c1", "jobs/s", "fixed job count, round-robin over the executors"),
+    ("throughput_jobs_per_s_c4", "jobs/s", ""),
+    ("throughput_jobs_per_s_c16", "jobs/s", ""),
+    ("throughput_jobs_per_s_c4_alias", "jobs/s", "concurrency 4 through the alias `executor` (Docker DNS)"),
+    ("stack_up_s", "s", "deployer: program run, cached image builds, containers until healthy"),
+    ("stack_down_s", "s", "deployer teardown: containers, networks, volumes"),
+    ("policy_eval_ms", "ms", "Analyze every resource + AnalyzeStack, first call after the pack started"),
+    ("policy_eval_warm_ms", "ms", "the same, repeated on a running pack"),
+    ("mocks_all_stacks_s", "s", "run_program for every committed stack (warm passes)"),
+    ("mocks_all_stacks_first_s", "s", "the first pass (imports the program's modules)"),
+)
+
+
+def table(result: dict[str, Any]) -> str:
+    machine = result["machine"]
+    lines = [(f"opencode-sandbox benchmarks ({result['mode']}; {machine['cpus']} CPUs, Docker "
+              f"{machine['docker_engine']}, load average {machine['load_average_start']} "
+              f"-> {machine['load_average_end']})")]
+    if result["mode"] == "quick":
+        lines.append("quick smoke run: samples are tiny, the figures mean nothing")
+    width = max(len(key) for key, _, _ in ROWS)
+    for key, unit, how in ROWS:
+        value = result.get(key, "-")
+        lines.append(f"  {key:<{width}}  {value!s:>9} {unit:<6}  {how}")
+    sizes = ", ".join(f"{name} {size:g}" for name, size in sorted(result.get("image_sizes_mb", {}).items()))
+    lines.append(f"  {'image_sizes_mb':<{width}}  {sizes}")
+    lines.append(f"  samples: executor {result.get('executor_runs')}, interpreter {result.get('interpreter_runs')}, "
+                 f"docker run {result.get('docker_runs')} (+ as many through the API), throughput "
+                 f"{result.get('throughput_jobs')} jobs per concurrency, policy {result.get('policy_pack_starts')} "
+                 f"pack start(s) on {result.get('policy_stack')} ({result.get('policy_resources')} resources), "
+                 f"mocks {result.get('mocks_passes')} passes")
+    lines.append("aims:")
+    for aim, verdict in result["aims"].items():
+        lines.append(f"  [{'met' if verdict['met'] else 'MISSED':>6}] {aim}: {verdict['value']} "
+                     f"(target {verdict['target']})")
+    if result.get("policy_diagnostics"):
+        lines.append(f"note: the pack reported {len(result['policy_diagnostics'])} diagnostic(s) on "
+                     f"{result.get('policy_stack')}: {result['policy_diagnostics'][:3]}")
+    return "\n".join(lines)
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--quick", action="store_true", help="a smoke run with tiny samples (figures mean nothing)")
+    args = parser.parse_args()
+    samples = QUICK if args.quick else FULL
+
+    from tests.support.engine import engine_problem
+    from tests.support.images import ImageBuildError, require_base_image
+
+    problem = engine_problem()
+    if problem is not None:
+        print(f"bench: {problem}. Fix: start the Docker engine (dockerd)", file=sys.stderr)
+        return 2
+    client = deployer.docker_client()
+    try:
+        require_base_image(client)
+    except ImageBuildError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped run still removes what it created
+    machine = {"cpus": os.cpu_count(), "docker_engine": client.version()["Version"],
+               "load_average_start": [_r(v) for v in os.getloadavg()]}
+    scratch = Path(tempfile.mkdtemp(prefix="opencode-sandbox-bench-"))
+    scratch.chmod(0o755)  # the roles' non-root users must reach the stack's directories below it
+    try:
+        measure.remove_oneshots(client)
+        figures = run(samples, client, scratch)
+    except (BenchError, deployer.DeployError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        # Whatever an interrupted or failed run left; a clean run leaves nothing for these to find.
+        deployer.remove_stack(client, BENCH_STACK, log)
+        if measure.remove_oneshots(client):
+            log("removed leftover one-job containers")
+        shutil.rmtree(scratch, ignore_errors=True)
+    machine["load_average_end"] = [_r(v) for v in os.getloadavg()]
+    result = {"mode": "quick" if args.quick else "full", "machine": machine, **figures, "aims": aims(figures)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
