@@ -71,7 +71,8 @@ class SandboxNetworks(pulumi.ComponentResource):
             options = {**(options or {}), **INTERNAL_NETWORK_OPTIONS}
         return docker.Network(
             f"{self._name}-{purpose}",
-            name=docker_name(self._stack, purpose),
+            # "-net": a network never shares its name with a container (the model server's is "-model").
+            name=docker_name(self._stack, purpose, "net"),
             driver="bridge",
             internal=internal,
             options=options,

@@ -240,8 +240,9 @@ IDENTITY_SWITCH = group(
 DENIED_INTROSPECTION = group(
     "denied-process-introspection",
     "Reading or writing another process's memory and state: ptrace and its relatives. "
-    "Docker's default profile allows process_vm_readv; a probe of it is how the tests "
-    "tell our profile is in force.",
+    "Docker's default profile allows process_vm_readv only to CAP_SYS_PTRACE (so with no "
+    "capabilities it cannot tell the profiles apart); the runtime checks probe ioprio_set, "
+    "which Docker's default allows and ours deny.",
     """
     ptrace process_vm_readv process_vm_writev process_madvise pidfd_getfd kcmp
     """,

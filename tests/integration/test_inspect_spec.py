@@ -31,7 +31,7 @@ def _attrs(**host_config) -> dict:
                    "Healthcheck": {"Test": ["CMD", "true"], "Interval": 10000000000}},
         "HostConfig": host,
         "Mounts": [],
-        "NetworkSettings": {"Networks": {"opencode-sandbox-ci-executor": {"IPAddress": "172.21.0.2"}}},
+        "NetworkSettings": {"Networks": {"opencode-sandbox-ci-executor-net": {"IPAddress": "172.21.0.2"}}},
     }
 
 
@@ -41,7 +41,7 @@ def test_a_hardened_container_reads_as_declared():
     assert (spec.user, spec.read_only_root, spec.cap_drop, spec.cap_add) == ("20000:20000", True, ("ALL",), ())
     assert (spec.memory_bytes, spec.nano_cpus, spec.nproc_limit) == (536870912, 1e9, 128)
     assert spec.mounts == (Mount(kind="tmpfs", target="/tmp"),)
-    assert spec.networks == ("opencode-sandbox-ci-executor",) and spec.network_mode == "bridge"
+    assert spec.networks == ("opencode-sandbox-ci-executor-net",) and spec.network_mode == "bridge"
     assert (spec.pid_mode, spec.uts_mode, spec.userns_mode, spec.ipc_mode) == (None, None, None, "private")
     assert (spec.cgroupns_mode, spec.group_add) == ("private", ())
     assert (spec.restart, spec.restart_max_retries, spec.healthcheck) == ("on-failure", 5, ("CMD", "true"))

@@ -140,7 +140,9 @@ def test_the_web_ui_listens_on_the_ingress_network_only(declared_stacks, stack):
     workspace = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-workspace"))
     command = workspace.inputs["command"]
     host = command[command.index("--hostname") + 1]
-    aliases = {n["name"].rsplit("-", 1)[-1]: n.get("aliases") or [] for n in workspace.inputs["networksAdvanced"]}
+    purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]
+                for n in declared_stacks[stack].networks}
+    aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in workspace.inputs["networksAdvanced"]}
     assert [name for name, names in aliases.items() if host in names] == ["ingress"], aliases
     web = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-ingress-web"))
     assert f"INGRESS_TARGET_HOST={host}" in web.inputs["envs"]
