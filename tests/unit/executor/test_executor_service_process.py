@@ -141,8 +141,10 @@ def test_the_service_serves_and_a_stop_signal_ends_it_promptly(shared_dir, job_l
     work.chmod(0o777)
     launcher = shutil.copy(job_launcher, shared_dir / "job-launch")
     command = [sys.executable, "-m", "executor_service"]
-    if os.getuid() == 0:  # the service refuses root: drop to nobody for this run
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    if os.getuid() == 0:
+        # The service refuses root. A user namespace mapping nobody to root gives it a non-root UID
+        # while files keep root's access (the checkout and its virtualenv may be private to root).
+        command = ["unshare", "--user", "--map-user=65534", "--map-group=65534", *command]
     port = _free_port()
     env = {
         "PYTHONPATH": str(EXECUTOR_SOURCE),
