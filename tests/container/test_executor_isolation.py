@@ -82,9 +82,10 @@ def test_the_service_is_pid_1_unprivileged_on_a_read_only_image_without_setuid_f
         "touch /opt/executor/app/planted 2>&1 | sed 's/.*: //'",
     )
     lines = result["stdout"].splitlines()
+    uid = sandbox.container.attrs["Config"]["User"].split(":")[0]  # the stack's UID for this executor
     assert lines[0].strip() == "python3 -m executor_service"
     assert lines[1:6] == [
-        "Uid: 20000 20000 20000 20000",
+        f"Uid: {uid} {uid} {uid} {uid}",
         "CapPrm: 0000000000000000",
         "CapEff: 0000000000000000",
         "NoNewPrivs: 1",
