@@ -37,6 +37,8 @@ class IngressGatewayArgs:
     target_host: str
     target_port: int
     host_port: int
+    #: The loopback address the port is published on.
+    host_ip: str
     #: The internal network shared with the target, then the edge network where the port is published.
     target_network: pulumi.Input[str]
     edge_network: pulumi.Input[str]
@@ -50,7 +52,8 @@ class IngressGateway(pulumi.ComponentResource):
     def __init__(self, name: str, args: IngressGatewayArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("opencode-sandbox:index:IngressGateway", name, None, opts)
         self.container_name = docker_name(args.stack, "ingress", args.purpose)
-        self.url = f"http://127.0.0.1:{args.host_port}"
+        host = f"[{args.host_ip}]" if ":" in args.host_ip else args.host_ip
+        self.url = f"http://{host}:{args.host_port}"
         self.container = hardened_container(
             f"{name}-container",
             HardenedContainerArgs(
@@ -63,7 +66,7 @@ class IngressGateway(pulumi.ComponentResource):
                     "INGRESS_LISTEN_PORT": str(INGRESS_LISTEN_PORT),
                 },
                 networks=[NetworkAttachment(args.target_network), NetworkAttachment(args.edge_network)],
-                published_ports={INGRESS_LISTEN_PORT: args.host_port},
+                published_ports={INGRESS_LISTEN_PORT: args.host_port}, publish_ip=args.host_ip,
                 healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/ingress-healthcheck"]),
             ),
             pulumi.ResourceOptions(parent=self),

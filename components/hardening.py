@@ -19,8 +19,6 @@ from components.security.profiles import seccomp_profile
 from components.security.spec import LABEL_ROLE, LABEL_STACK
 from stacks.settings import Limits
 
-CONTAINER_PORT_HOST_IP = "127.0.0.1"
-
 #: pulumi-docker updates these in place without touching the running container; a change
 #: must replace the container instead.
 REPLACE_ON_CHANGES = ["tmpfs", "healthcheck"]
@@ -88,8 +86,9 @@ class HardenedContainerArgs:
     envs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     tmpfs: Mapping[str, Tmpfs] = field(default_factory=dict)
     mounts: Sequence[docker.ContainerMountArgs] = ()
-    #: container port -> host port, always published on 127.0.0.1 only.
+    #: container port -> host port, published on ``publish_ip`` (a loopback address) only.
     published_ports: Mapping[int, int] = field(default_factory=dict)
+    publish_ip: str = catalog.DEFAULT_PUBLISH_IP
     #: Use Docker's own default seccomp profile instead of the project's (allowed for the model role only).
     builtin_seccomp: bool = False
     shm_size_mb: int | None = None
@@ -121,6 +120,8 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
     role = args.role.value
     if args.gpu is not None and role not in catalog.DEVICE_ROLES:
         raise ValueError(f"role {role!r} may not request GPUs (catalog.DEVICE_ROLES)")
+    if args.published_ports and not catalog.is_loopback_address(args.publish_ip):
+        raise ValueError(f"{args.name}: ports may be published on loopback addresses only, not {args.publish_ip}")
     if not args.networks:
         raise ValueError(f"{args.name}: a container needs at least one of the stack's networks")
     allowed_caps = sorted(catalog.ROLE_CAPABILITIES.get(role, {}))
@@ -178,7 +179,7 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
             for attachment in args.networks
         ],
         ports=[
-            docker.ContainerPortArgs(internal=internal, external=external, ip=CONTAINER_PORT_HOST_IP, protocol="tcp")
+            docker.ContainerPortArgs(internal=internal, external=external, ip=args.publish_ip, protocol="tcp")
             for internal, external in sorted(args.published_ports.items())
         ] or None,
         hosts=[docker.ContainerHostArgs(host=host, ip=ip) for host, ip in sorted(args.extra_hosts.items())] or None,

@@ -16,6 +16,7 @@ from components.images import SandboxImages, SandboxImagesArgs
 from components.model_server import MODEL_PORT, ModelServer, ModelServerArgs
 from components.networks import SandboxNetworks, SandboxNetworksArgs
 from components.opencode_config import OpenCodeConfigArgs
+from components.security.catalog import DEFAULT_PUBLISH_IP
 from components.workspace import WEB_ALIAS, WEB_PORT, Workspace, WorkspaceArgs
 from stacks.loader import StackSecrets
 from stacks.settings import ExternalModel, Settings, TestDoubleModel, VllmModel
@@ -105,6 +106,7 @@ class Sandbox(pulumi.ComponentResource):
         self.web = IngressGateway(f"{name}-web", IngressGatewayArgs(
             stack=stack, purpose="web", image=refs["ingress"], user=settings.gateways.web_ingress_user, limits=gateway_limits,
             target_host=WEB_ALIAS, target_port=WEB_PORT, host_port=settings.workspace.web.port,
+            host_ip=settings.workspace.web.host_ip,
             target_network=nets.ingress.name, edge_network=nets.edge.name),
             # No depends_on the workspace: socat connects per accepted connection, so the gateway may
             # start while the workspace still starts (pulumi up still waits for both to be healthy).
@@ -117,6 +119,7 @@ class Sandbox(pulumi.ComponentResource):
                 stack=stack, purpose="model-api", image=refs["ingress"], user=settings.gateways.model_api_ingress_user,
                 limits=gateway_limits,
                 target_host=self.model_server.container_name, target_port=MODEL_PORT, host_port=host_port,
+                host_ip=DEFAULT_PUBLISH_IP,
                 target_network=nets.model.name, edge_network=nets.edge.name),
                 child)
 

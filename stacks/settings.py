@@ -22,7 +22,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.security.catalog import image_reference_problem
+from components.security.catalog import image_reference_problem, is_loopback_address
 
 PROJECT = "opencode-sandbox"
 
@@ -123,10 +123,10 @@ class WebSettings(_Strict):
     @classmethod
     def _loopback(cls, value: str) -> str:
         try:
-            address = ipaddress.ip_address(value)
+            ipaddress.ip_address(value)
         except ValueError:
             raise ValueError(f"{value!r} is not an IP address. Fix: use 127.0.0.1") from None
-        if not address.is_loopback:
+        if not is_loopback_address(value):
             raise ValueError(f"{value} is not a loopback address, so the web UI would be reachable from the "
                              "network. Fix: use 127.0.0.1 (reach it remotely through an SSH tunnel)")
         return value

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC (the policy pack's analyzer client; pulumi) installs fork handlers that restart its poller in
+# a forked child; a test that then starts a subprocess (the executor's job launcher) can see that
+# child abort before exec. The suite never forks a process that uses gRPC, so switch them off,
+# before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import glob
 import re
 from pathlib import Path

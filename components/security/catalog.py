@@ -14,6 +14,7 @@ the same check runs again when the value is known.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -37,7 +38,17 @@ ALL_ROLES = frozenset(role.value for role in Role)
 
 # --- Values the hardening helper applies and the checks expect -------------------------------
 
-LOOPBACK_HOST_IPS = frozenset({"127.0.0.1", "::1"})
+#: Where a port may be published: the host's loopback addresses only (127.0.0.0/8, ::1).
+DEFAULT_PUBLISH_IP = "127.0.0.1"
+
+
+def is_loopback_address(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return False
+
+
 LOG_DRIVER = "json-file"
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 RESTART_POLICY = "on-failure"
@@ -297,7 +308,7 @@ def _check_ports(spec, ctx):
         for port in spec.ports:
             if is_unknown(port.host_ip):
                 continue
-            if port.host_ip not in LOOPBACK_HOST_IPS:
+            if not is_loopback_address(port.host_ip or ""):
                 shown = port.host_ip or "0.0.0.0 (all interfaces)"
                 problems.append(f"publishes container port {port.container_port} on {shown}")
     return problems

@@ -119,7 +119,7 @@ def _published(docker_api, names) -> list[tuple[str, str, int]]:
 def test_nothing_listens_on_a_non_loopback_host_address(deployed_stack, docker_api):
     published = _published(docker_api, deployed_stack.all_containers)
     assert published, "the stack publishes no port at all (the web UI should be)"
-    wrong = [entry for entry in published if entry[1] not in catalog.LOOPBACK_HOST_IPS]
+    wrong = [entry for entry in published if not catalog.is_loopback_address(entry[1])]
     assert not wrong, f"ports published on non-loopback addresses: {wrong}"
     ports = {port for _name, _ip, port in published}
     listeners = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout.split("\n")
@@ -129,5 +129,5 @@ def test_nothing_listens_on_a_non_loopback_host_address(deployed_stack, docker_a
     missing = [port for port, addresses in by_port.items() if not addresses]
     assert not missing, f"published ports nobody listens on (userland proxy off?): {missing}"
     exposed = {port: addresses for port, addresses in by_port.items()
-               if set(addresses) - catalog.LOOPBACK_HOST_IPS}
+               if not all(catalog.is_loopback_address(address) for address in addresses)}
     assert not exposed, f"host listeners on the stack's ports beyond loopback: {exposed}"

@@ -7,7 +7,7 @@ import pytest
 from tests.policy.analyzer_client import Analyzer, PolicyPackProcess
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pack_analyzer():
     with PolicyPackProcess() as pack:
         analyzer = Analyzer(pack.address)

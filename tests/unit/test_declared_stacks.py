@@ -156,3 +156,14 @@ def test_executors_and_gateways_never_share_a_uid(declared_stacks, stack):
     for spec in specs(declared_stacks[stack]):
         if spec.role in {X, I, E}:
             assert owners[spec.user.split(":")[0]] == [spec.name], f"{spec.name} shares its UID"
+
+
+def test_the_web_ui_is_published_where_the_settings_say(developer_home):
+    from tests.support.program import developer_machine, run_program
+
+    workspace = {"user": {"uid": 1000, "gid": 1000}, "project_dir": str(developer_home / "p"),
+                 "web": {"host_ip": "127.0.0.2", "port": 4999}}
+    with developer_machine(developer_home):
+        declared = run_program("ci", set_config={"workspace": workspace})
+    web = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-web"))
+    assert web.inputs["ports"] == [{"internal": 8080, "external": 4999, "ip": "127.0.0.2", "protocol": "tcp"}]
