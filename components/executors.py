@@ -10,11 +10,13 @@ is stateless, so any of them can serve any call.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
+from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.security.catalog import Role
@@ -31,6 +33,12 @@ class ExecutorPoolArgs:
     image: pulumi.Input[str]
     network: pulumi.Input[str]
     token: pulumi.Input[str]
+    engine_api: ApiVersion
+
+
+def token_digest(token: str) -> str:
+    """What the executors get instead of the token (``EXECUTOR_TOKEN_SHA256``): its SHA-256, in hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class ExecutorPool(pulumi.ComponentResource):
@@ -55,7 +63,9 @@ class ExecutorPool(pulumi.ComponentResource):
                     stack=args.stack, role=Role.EXECUTOR, name=container_name, image=args.image,
                     user=f"{uid}:{settings.gid}", limits=settings.limits,
                     envs={
-                        "EXECUTOR_TOKEN": args.token,
+                        # Only what verifies the token: an executor's environment is readable by
+                        # every `docker exec` in it (the healthcheck), so the token itself stays out.
+                        "EXECUTOR_TOKEN_SHA256": pulumi.Output.secret(args.token).apply(token_digest),
                         "EXECUTOR_PORT": str(EXECUTOR_PORT),
                         "EXECUTOR_DEFAULT_TIMEOUT_S": f"{settings.default_timeout_s:g}",
                         "EXECUTOR_MAX_TIMEOUT_S": f"{settings.max_timeout_s:g}",
@@ -65,8 +75,9 @@ class ExecutorPool(pulumi.ComponentResource):
                     },
                     # The only place a job can write; emptied after every job.
                     tmpfs={"/tmp": Tmpfs(size_mb=settings.tmp_mb, max_inodes=settings.tmp_mb * 256)},
-                    networks=[NetworkAttachment(args.network, aliases=(SHARED_ALIAS,))],
-                    healthcheck=Healthcheck(tests=["CMD", "python3", "-m", "executor_service.healthcheck"]),
+                    networks=[NetworkAttachment(args.network, aliases=(SHARED_ALIAS,))], engine_api=args.engine_api,
+                    # Static and execute-only in the image: non-dumpable, so the sweep may spare it.
+                    healthcheck=Healthcheck(tests=["CMD", "/opt/executor/bin/healthcheck"]),
                     # The service must be PID 1: the kernel then shields it from its jobs' signals.
                     init=False,
                     wait_timeout_s=60,

@@ -131,6 +131,16 @@ PROCESS = group(
     """,
 )
 
+SELF_CONFINEMENT = group(
+    "self-confinement",
+    "Landlock: a process may only ever narrow its own file access (and its descendants'), never "
+    "widen it. The executor's job launcher puts every job in a domain that cannot open /proc (or "
+    "anything but its scratch space) for writing: launcher/job_launch.c.",
+    """
+    landlock_create_ruleset landlock_add_rule landlock_restrict_self
+    """,
+)
+
 SIGNALS = group(
     "signals",
     "Signal delivery and handling (shells, subprocess, asyncio's signal handling).",
@@ -428,7 +438,7 @@ class Profile:
     netlink_route: bool = False
 
 
-BASE_GROUPS = (FILE_IO, FILESYSTEM, MEMORY, PROCESS, SIGNALS, TIME, EVENT_LOOP, SOCKETS, RANDOM)
+BASE_GROUPS = (FILE_IO, FILESYSTEM, MEMORY, PROCESS, SIGNALS, TIME, EVENT_LOOP, SOCKETS, RANDOM, SELF_CONFINEMENT)
 
 PROFILES = (
     Profile(

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 #: The next job's view of the container, as JSON.
 PROBE = r"""
@@ -27,7 +27,12 @@ for name in os.listdir("/proc"):
     except OSError:
         continue
     ppid = int(raw[raw.rindex(b")") + 2:].split()[1])
-    if ppid != 0:  # ppid 0: started by `docker exec` (the healthcheck), not by a job
+    try:
+        dumpable = os.stat(f"/proc/{name}/environ").st_uid == os.geteuid()  # root-owned once non-dumpable
+    except FileNotFoundError:
+        continue
+    # The only exception: exec'd from outside (ppid 0) and non-dumpable, i.e. the healthcheck in progress.
+    if ppid != 0 or dumpable:
         processes[name] = cmdline.replace(b"\0", b" ").decode(errors="replace")
 def listing(path):
     try:
@@ -44,19 +49,15 @@ print(json.dumps({
 }))
 """
 
-HEALTHCHECK_EVERY_SECOND = {  # the stack's healthcheck input, probing every second
-    "tests": ["CMD", "python3", "-m", "executor_service.healthcheck"],
-    "interval": "1s",
-    "timeout": "5s",
-    "retries": 3,
-    "startPeriod": "0s",
-}
 
 
 @pytest.fixture(scope="module")
-def sandbox(make_network, start_executor):
-    """The executor under attack, alone on an internal network (no route out)."""
-    return start_executor(make_network(internal=True), healthcheck=HEALTHCHECK_EVERY_SECOND)
+def sandbox(make_network, start_executor, declared_executor):
+    """The executor under attack, alone on an internal network (no route out), its declared healthcheck
+    probing every second."""
+    every_second = {**declared_executor.inputs["healthcheck"], "interval": "1s", "timeout": "5s", "retries": 3,
+                    "startPeriod": "0s"}
+    return start_executor(make_network(internal=True), healthcheck=every_second)
 
 
 def assert_pristine(sandbox) -> None:
@@ -324,3 +325,337 @@ def test_docker_stop_ends_the_service_promptly(make_network, start_executor):
     executor.container.stop(timeout=20)
     assert time.monotonic() - started < 5  # it left on SIGTERM, not on the SIGKILL 20 s later
     assert executor.state()["ExitCode"] == 0
+
+
+# ---- the four holes of issue 12: each attack as a hostile job makes it, and what stops it -----------------
+
+#: A hostile job that waits for a `docker exec` of the healthcheck to connect to it (it listens on the port
+#: the healthcheck is pointed at), then tries what a job needs to steal the token or take the process over.
+HEALTHCHECK_ATTACK = r"""
+import json, os, signal, socket
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", PORT))
+listener.listen(1)
+listener.settimeout(20)
+connection, _ = listener.accept()  # the healthcheck, exec'd from outside, is now waiting for our answer
+
+def outcome(action):
+    try:
+        action()
+        return "allowed"
+    except PermissionError:
+        return "denied"
+
+me = os.getpid()
+report = {"targets": {}, "token_seen": False, "token_variable_seen": False}
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) in (1, me):
+        continue
+    try:
+        raw = open(f"/proc/{name}/stat", "rb").read()
+    except OSError:
+        continue
+    comm = raw[raw.index(b"(") + 1:raw.rindex(b")")].decode()
+    ppid = int(raw[raw.rindex(b")") + 2:].split()[1])
+    try:
+        environ = open(f"/proc/{name}/environ", "rb").read()
+        report["token_seen"] |= TOKEN in environ
+        report["token_variable_seen"] |= b"EXECUTOR_TOKEN=" in environ
+    except OSError:
+        pass
+    if ppid == 0 and comm == "healthcheck":
+        pid = int(name)
+        report["targets"][name] = {
+            # root-owned /proc/<pid>/environ: not dumpable (exec'd from a file its user cannot read)
+            "owner": os.stat(f"/proc/{pid}/environ").st_uid,
+            "stop": outcome(lambda: os.kill(pid, signal.SIGSTOP)),
+            "environ": outcome(lambda: open(f"/proc/{pid}/environ", "rb").read()),
+            "mem_read": outcome(lambda: open(f"/proc/{pid}/mem", "rb").close()),
+            "mem_write": outcome(lambda: os.close(os.open(f"/proc/{pid}/mem", os.O_RDWR))),
+            "fd": outcome(lambda: os.listdir(f"/proc/{pid}/fd")),
+        }
+        os.kill(pid, signal.SIGCONT)
+connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+connection.close()
+print(json.dumps(report))
+"""
+
+
+def _exec_detached(container, command: list[str], environment: dict | None = None) -> str:
+    """`docker exec` as Docker's healthcheck does it: the container's user and whole environment."""
+    api = container.client.api
+    exec_id = api.exec_create(container.id, command, environment=environment)["Id"]
+    api.exec_start(exec_id, detach=True)
+    return exec_id
+
+
+def _wait_exec(container, exec_id: str, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = container.client.api.exec_inspect(exec_id)
+        if not state["Running"] or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
+def test_no_executor_environment_holds_the_token_and_the_digest_opens_nothing(sandbox, declared_executor):
+    """Hole 1, the stack's side: what every `docker exec` inherits holds only the token's SHA-256."""
+    import hashlib
+
+    declared = declared_executor.inputs["envs"]
+    assert not [env for env in declared if env.startswith("EXECUTOR_TOKEN=")]
+    assert [env.split("=", 1)[0] for env in declared if env.startswith("EXECUTOR_TOKEN_SHA256=")] == [
+        "EXECUTOR_TOKEN_SHA256"]
+    environment = sandbox.container.attrs["Config"]["Env"]
+    assert not any(sandbox.token in env for env in environment)
+    digest = hashlib.sha256(sandbox.token.encode()).hexdigest()
+    assert f"EXECUTOR_TOKEN_SHA256={digest}" in environment
+    # Whoever reads the digest (from an environment, an image, a log) holds nothing that authenticates.
+    presented = sandbox.http.post("/v1/run", json={"language": "sh", "source": "true"},
+                                  headers={"Authorization": f"Bearer {digest}"}, timeout=30)
+    assert presented.status_code == 401
+    assert_pristine(sandbox)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_job_can_neither_read_nor_take_over_the_healthcheck(sandbox, attempt):
+    """Holes 1 and 2: a job catches the healthcheck (exec'd as Docker does) while it waits for an answer, stops
+    it, and tries its environment, its memory (read and write: the takeover) and its fds."""
+    import threading
+
+    port = 9100 + attempt
+    source = HEALTHCHECK_ATTACK.replace("PORT", str(port)).replace("TOKEN", repr(sandbox.token.encode()))
+    outcome = {}
+    job = threading.Thread(target=lambda: outcome.update(sandbox.run("python", source, timeout_s=30)))
+    job.start()
+    deadline = time.monotonic() + 20
+    while job.is_alive() and time.monotonic() < deadline:  # until the job listens: refused before that
+        exec_id = _exec_detached(sandbox.container, ["/opt/executor/bin/healthcheck"], {"EXECUTOR_PORT": str(port)})
+        if _wait_exec(sandbox.container, exec_id, 10)["ExitCode"] == 0:
+            break
+        time.sleep(0.1)
+    job.join(60)
+    assert outcome, "the hostile job did not finish"
+    report = json.loads(outcome["stdout"])
+    assert len(report["targets"]) == 1, report  # it found the healthcheck ...
+    assert list(report["targets"].values()) == [
+        {"owner": 0, "stop": "allowed", "environ": "denied", "mem_read": "denied", "mem_write": "denied",
+         "fd": "denied"}
+    ], report  # ... non-dumpable; could pause it (same UID), but not read, write or borrow anything of it
+    assert report["token_seen"] is False
+    assert report["token_variable_seen"] is False
+    assert_pristine(sandbox)
+
+
+def test_an_operators_docker_exec_as_the_jobs_uid_does_not_survive_the_next_job(sandbox):
+    """Hole 2: a dumpable `docker exec` process of the jobs' UID (an operator's python, shell, ...) could be
+    read and paused by a job; the sweep after the job ends it, so nothing a job could touch lives on."""
+    exec_id = _exec_detached(sandbox.container, ["python3", "-c", "import time; time.sleep(120)"])
+    time.sleep(1)
+    attack = sandbox.run(
+        "python",
+        "import os, signal\n"
+        "me = os.getpid()\n"
+        "for name in os.listdir('/proc'):\n"
+        "    if not name.isdigit() or int(name) in (1, me):\n"
+        "        continue\n"
+        "    raw = open(f'/proc/{name}/stat', 'rb').read()\n"
+        "    if int(raw[raw.rindex(b')') + 2:].split()[1]) != 0 or b'(python3)' not in raw:\n"
+        "        continue\n"
+        "    pid = int(name)\n"
+        "    os.kill(pid, signal.SIGSTOP)\n"
+        "    print('stopped', pid)\n"
+        "    for path, flags in (('environ', os.O_RDONLY), ('mem', os.O_RDONLY), ('mem', os.O_RDWR)):\n"
+        "        try:\n"
+        "            os.close(os.open(f'/proc/{pid}/{path}', flags))\n"
+        "            print(path, 'opened')\n"
+        "        except PermissionError:\n"
+        "            print(path, 'refused')\n",
+    )
+    lines = attack["stdout"].splitlines()
+    assert lines[0].startswith("stopped"), attack  # the job found it and could pause it: the same UID
+    # Dumpable, yet closed to the job: its Landlock domain also refuses ptrace-mode access to any process
+    # outside it (so its environment, memory and fds), besides writing /proc.
+    assert lines[1:] == ["environ refused", "mem refused", "mem refused"], attack
+    state = _wait_exec(sandbox.container, exec_id, 10)
+    assert state["Running"] is False, "the operator's exec survived the job that had stopped it"
+    assert state["ExitCode"] in (137, -9), state
+    assert_pristine(sandbox)
+
+
+OOM_STEERING_ATTACK = r"""
+import os, time
+def lower():
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("0")
+        return True
+    except PermissionError:
+        return False
+lowered = lower()
+children = []
+for _ in range(CHILDREN):
+    pid = os.fork()
+    if pid == 0:
+        lower()
+        block = b"x" * (CHILD_MB << 20)  # resident: written, not just reserved
+        time.sleep(8)
+        os._exit(0)
+    children.append(pid)
+killed = sum(1 for pid in children if os.waitpid(pid, 0)[1] == 9)
+print(lowered, open("/proc/self/oom_score_adj").read().strip(), killed)
+"""
+
+
+def test_no_job_can_steer_the_oom_killer_onto_the_service(sandbox):
+    """Hole 3, ten times in a row: processes smaller than the service, together over the container's limit, each
+    trying to set its oom_score_adj back down. The OOM kills must land on them, never on PID 1."""
+    memory_mb = sandbox.container.attrs["HostConfig"]["Memory"] >> 20
+    child_mb = 40  # below the service's own size, so only oom_score_adj decides whom the kernel takes
+    children = memory_mb // child_mb + 2
+    started = sandbox.state()["StartedAt"]
+    restarts = sandbox.container.attrs["RestartCount"]
+    source = OOM_STEERING_ATTACK.replace("CHILDREN", str(children)).replace("CHILD_MB", str(child_mb))
+    for attempt in range(10):
+        result = sandbox.run("python", source, timeout_s=30)  # a lost request (PID 1 killed) fails here
+        lowered, score, killed = result["stdout"].split()
+        assert (lowered, score) == ("False", "1000"), (attempt, result)
+        assert int(killed) >= 1, (attempt, result)  # the container did reach its limit: the OOM killer ran
+        state = sandbox.state()
+        assert (state["Status"], state["StartedAt"], state["Restarting"]) == ("running", started, False), attempt
+        sandbox.container.reload()
+        assert sandbox.container.attrs["RestartCount"] == restarts, attempt
+        assert_pristine(sandbox)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/run", b"[" * 100_000 + b"]" * 100_000),
+        ("/v1/run", b'{"language": "python", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        ("/v1/run", b'{"language": "python", "source": "print(1) # \\ud800"}'),
+        ("/v1/run", b'{"language": "sh", "source": "cat", "stdin": "\\udfff"}'),
+        ("/mcp", b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+                 b'{"language": "sh", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"),
+        ("/mcp", b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+                 b'{"language": "sh", "source": "echo \\ud800"}}}'),
+    ],
+)
+def test_malformed_requests_get_a_4xx_with_a_message(sandbox, path, body):
+    """Hole 4: nesting deeper than any parser recurses, a lone UTF-16 surrogate in the source or stdin."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-06-18"}
+    response = sandbox.http.post(path, content=body, headers=headers, timeout=30)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    answer = response.json()
+    message = answer["error"] if path == "/v1/run" else answer["error"]["message"]
+    assert isinstance(message, str) and message
+    assert_pristine(sandbox)
+
+
+# The pre-started interpreter (images/executor/executor_service/prestart.py): the next Python job's process
+# is started after a job's sweep, so no job can see, signal, stop or write it, and it must run a job exactly
+# as a cold start would.
+
+#: A job that looks for the next job's waiting interpreter (any process not its own) and leaves a daemon
+#: that, for five seconds, stops every other process it finds and writes the next job's source file and
+#: hook path, then reports what it found while it ran.
+HUNT_THE_NEXT_INTERPRETER = r"""
+import json, os, signal, sys, time
+me = os.getpid()
+def others():
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, me):
+            continue
+        try:
+            raw = open(f"/proc/{name}/stat", "rb").read()
+            dumpable = os.stat(f"/proc/{name}/environ").st_uid == os.geteuid()
+        except OSError:
+            continue
+        if int(raw[raw.rindex(b")") + 2:].split()[1]) != 0 or dumpable:  # not the healthcheck
+            found[name] = raw.decode(errors="replace")
+    return found
+before = others()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for fd in (0, 1, 2):
+            os.close(fd)
+        job, me = me, os.getpid()
+        site = sys.modules["site"].getusersitepackages()
+        until = time.monotonic() + 5
+        while time.monotonic() < until:
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) not in (1, me, job):  # every process but the job's own
+                    try:
+                        os.kill(int(name), signal.SIGSTOP)
+                    except OSError:
+                        pass
+            for path in ("/tmp/job/main.py", site + "/usercustomize.py"):
+                try:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    open(path, "w").write("print('PWNED')\n")
+                except OSError:
+                    pass
+        os._exit(0)
+    os._exit(0)
+os.wait()
+time.sleep(0.3)
+print(json.dumps({"before": before, "with_the_daemon": sorted(set(others()) - set(before))}))
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_job_cannot_reach_the_next_jobs_pre_started_interpreter(sandbox, attempt):
+    starts = sandbox.logs().count("job python (warm start)")
+    found = json.loads(sandbox.run("python", HUNT_THE_NEXT_INTERPRETER)["stdout"])
+    assert found["before"] == {}, "another process of the UID existed during the job (a waiting interpreter?)"
+    assert len(found["with_the_daemon"]) == 1  # the daemon it left, nothing else
+    # The next job runs in the interpreter started after that job's sweep: not stopped, not rewritten.
+    result = sandbox.run("python", "import os; print('clean', sorted(os.listdir('.')))", timeout_s=5)
+    assert (result["exit_code"], result["timed_out"], result["stdout"]) == (0, False, "clean ['main.py']\n")
+    assert sandbox.logs().count("job python (warm start)") == starts + 2  # both jobs were handed over warm
+    assert_pristine(sandbox)
+
+
+def test_a_shell_job_never_sees_the_waiting_python(sandbox):
+    """sh jobs start cold: the waiting Python is ended (and swept) before the shell starts."""
+    sandbox.run("python", "pass")  # a Python job: the next Python is now waiting
+    listing = sandbox.run("sh", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")["stdout"]
+    assert "main.py" not in listing, listing
+    assert "job sh (cold start)" in sandbox.logs()
+    assert_pristine(sandbox)
+
+
+@pytest.fixture(scope="module")
+def cold_sandbox(make_network, start_executor):
+    """An executor like `sandbox` that starts every job's interpreter when the job comes."""
+    return start_executor(make_network(internal=True), environment={"EXECUTOR_PRESTART": "none"})
+
+
+def test_a_warm_job_in_a_container_is_a_cold_job(sandbox, cold_sandbox):
+    from tests.unit.executor.probes import CASES, PROBE
+
+    def outcome(executor, source, options):
+        options = dict(options)
+        if "cap" in options:
+            options["max_output_bytes"] = options.pop("cap")
+        result = executor.run("python", source, **options)
+        result.pop("duration_ms")
+        return result
+
+    warm_starts = sandbox.logs().count("job python (warm start)")
+    for stdin in (None, "input\n"):
+        extra = {} if stdin is None else {"stdin": stdin}
+        warm, cold = outcome(sandbox, PROBE, extra), outcome(cold_sandbox, PROBE, extra)
+        assert warm["exit_code"] == 0, warm["stderr"]
+        warm_view, cold_view = json.loads(warm["stdout"]), json.loads(cold["stdout"])
+        for view in (warm_view, cold_view):
+            view["status"].pop("Uid"), view["status"].pop("Gid")  # each executor has its own UID
+        assert warm_view == cold_view
+    for case, (source, options) in CASES.items():
+        assert outcome(sandbox, source, options) == outcome(cold_sandbox, source, options), case
+    assert sandbox.logs().count("job python (warm start)") == warm_starts + 2 + len(CASES)  # every one warm
+    assert "warm start" not in cold_sandbox.logs()

@@ -129,15 +129,32 @@ def test_only_the_model_server_gets_the_gpu(declared_stacks):
 @pytest.mark.parametrize("stack", STACKS)
 def test_secrets_reach_containers_only_as_pulumi_secrets(declared_stacks, stack):
     for container in declared_stacks[stack].containers:
-        secret_names = ("EXECUTOR_TOKEN=", "VLLM_API_KEY=", "MODEL_API_KEY=", "OPENCODE_SERVER_PASSWORD=",
+        secret_names = ("EXECUTOR_TOKEN=", "EXECUTOR_TOKEN_SHA256=", "VLLM_API_KEY=", "MODEL_API_KEY=", "OPENCODE_SERVER_PASSWORD=",
                         "MODEL_DOUBLE_API_KEY=")
         if any(env.startswith(secret_names) for env in container.inputs.get("envs", [])):
             assert "envs" in container.secret_inputs, f"{container.inputs['name']} gets a secret in plain text"
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_executors_get_only_the_tokens_digest_and_the_workspace_the_token(declared_stacks, stack):
+    """Every `docker exec` into an executor (its healthcheck) inherits its environment: no token there."""
+    import hashlib
+
+    def env(container) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in container.inputs["envs"])
+
+    token = env(declared_stacks[stack].container("workspace")[0])["EXECUTOR_TOKEN"]
+    executors = declared_stacks[stack].container("executor")
+    assert executors
+    for executor in executors:
+        assert "EXECUTOR_TOKEN" not in env(executor)
+        assert not any(token in value for value in env(executor).values())
+        assert env(executor)["EXECUTOR_TOKEN_SHA256"] == hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_the_web_ui_listens_on_the_ingress_network_only(declared_stacks, stack):
-    workspace = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-workspace"))
+    workspace = declared_stacks[stack].container("workspace")[0]
     command = workspace.inputs["command"]
     host = command[command.index("--hostname") + 1]
     purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]

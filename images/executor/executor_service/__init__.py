@@ -1,4 +1,5 @@
 """The executor service: runs the agent's generated code, one job at a time, inside a hardened container.
 
-Kept free of imports so ``python3 -m executor_service.healthcheck`` starts fast.
+The Docker healthcheck is not part of this package: it is launcher/healthcheck.c, a static execute-only
+binary, so that no job can read or take over the process Docker execs into the container for it.
 """

@@ -38,7 +38,6 @@ def main() -> int:
         mode = IsolationMode.detect()
         isolation.hold_stop_signals()  # before any thread exists, so every thread inherits the mask
         isolation.set_dumpable(False)
-        os.environ.pop("EXECUTOR_TOKEN", None)  # jobs get their own environment anyway
         runner = JobRunner(settings, mode)
         runner.prepare()
     except (SettingsError, StartupError) as exc:

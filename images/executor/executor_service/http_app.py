@@ -35,12 +35,14 @@ def error(status: int, message: str, **extra: object) -> JSONResponse:
 class BearerTokenGate:
     """Answers 401 unless ``Authorization: Bearer <token>`` matches; ``PUBLIC_PATHS`` pass freely.
 
-    Compares SHA-256 digests with hmac.compare_digest: constant time, and blind to the token's length.
+    The service holds only the token's SHA-256 (``EXECUTOR_TOKEN_SHA256``): it hashes what is presented
+    and compares digests with hmac.compare_digest, in constant time and blind to the token's length.
+    Knowing the digest gains nothing: a request presenting it is hashed again.
     """
 
-    def __init__(self, app: ASGIApp, token: str):
+    def __init__(self, app: ASGIApp, token_sha256: str):
         self.app = app
-        self._digest = hashlib.sha256(token.encode()).digest()
+        self._digest = bytes.fromhex(token_sha256)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self._authorized(Headers(scope=scope)):
@@ -54,7 +56,7 @@ class BearerTokenGate:
         scheme, _, presented = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(hashlib.sha256(presented.strip().encode()).digest(), self._digest)
+        return hmac.compare_digest(hashlib.sha256(presented.strip().encode(errors="replace")).digest(), self._digest)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -75,6 +77,28 @@ def _validation_message(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in problem["loc"]) or "body"
         problems.append(f"{where}: {problem['msg']}")
     return "; ".join(problems)
+
+
+def parse_run_body(body: bytes) -> RunRequest:
+    """The body of ``POST /v1/run`` as a request. Raises RequestRejected (400 or 422) for anything else.
+
+    Every malformed body gets a 4xx with a message, never a 500: invalid UTF-8 or JSON, nesting too deep
+    for the parser (RecursionError), a value other than an object, fields of the wrong name or type.
+    """
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestRejected(f"request body is not valid JSON: {exc}", status=400) from None
+    except RecursionError:
+        raise RequestRejected("request body is not acceptable JSON: nested too deeply", status=400) from None
+    if not isinstance(payload, dict):
+        raise RequestRejected("request body must be a JSON object", status=400)
+    try:
+        return RunRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestRejected(f"invalid request: {_validation_message(exc)}", status=422) from None
+    except RecursionError:  # a deep value in a field pydantic walks before rejecting it
+        raise RequestRejected("invalid request: a value is nested too deeply", status=422) from None
 
 
 def create_app(runner: JobRunner) -> Starlette:
@@ -104,15 +128,7 @@ def create_app(runner: JobRunner) -> Starlette:
     async def run(request: Request) -> Response:
         body = await _read_body(request, body_limit)
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error(400, f"request body is not valid JSON: {exc}")
-        if not isinstance(payload, dict):
-            return error(400, "request body must be a JSON object")
-        try:
-            spec = job_from_request(RunRequest.model_validate(payload), settings)
-        except ValidationError as exc:
-            return error(422, f"invalid request: {_validation_message(exc)}")
+            spec = job_from_request(parse_run_body(body), settings)
         except RequestRejected as exc:
             return error(exc.status, str(exc))
         try:
@@ -141,7 +157,7 @@ def create_app(runner: JobRunner) -> Starlette:
             # for "no stream here" is 405 (a GET would otherwise hold a connection open for nothing).
             Route(MCP_PATH, mcp_app, methods=["POST"]),
         ],
-        middleware=[Middleware(BearerTokenGate, token=settings.token)],
+        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

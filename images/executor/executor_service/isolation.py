@@ -9,7 +9,8 @@
   namespace (si_pid 0, si_code SI_USER) and shuts the service down promptly; the same signal from a
   job carries the job's pid and is ignored. rt_sigqueueinfo cannot forge that (the kernel refuses
   si_code >= 0 between processes).
-* Not dumpable: /proc/1/{environ,mem,maps,fd,...} turn root-owned, so jobs cannot read the token.
+* Not dumpable: /proc/1/{environ,mem,maps,fd,...} turn root-owned, so jobs cannot read the service's
+  memory (the token is not in it anyway: the service holds only its SHA-256, see settings.py).
 """
 
 from __future__ import annotations

@@ -67,15 +67,26 @@ class JobResult(BaseModel):
     truncated: bool = Field(description="stdout or stderr was longer than the output cap and was cut.")
 
 
+def _utf8(text: str, field: str) -> bytes:
+    """``text`` as UTF-8; JSON may carry a lone UTF-16 surrogate ("\\ud800"), which is no Unicode text."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise RequestRejected(
+            f"{field} is not valid Unicode: a lone UTF-16 surrogate (U+{ord(exc.object[exc.start]):04X}) "
+            f"at character {exc.start}"
+        ) from None
+
+
 def job_from_request(request: RunRequest, settings: Settings) -> JobSpec:
     """Apply the service's limits to a request. Raises RequestRejected."""
-    source = request.source.encode()
+    source = _utf8(request.source, "source")
     if len(source) > settings.max_source_bytes:
         raise RequestRejected(
             f"source is {len(source)} bytes; the limit (EXECUTOR_MAX_SOURCE_BYTES) is {settings.max_source_bytes}",
             status=413,
         )
-    stdin = None if request.stdin is None else request.stdin.encode()
+    stdin = None if request.stdin is None else _utf8(request.stdin, "stdin")
     if stdin is not None and len(stdin) > settings.max_source_bytes:
         raise RequestRejected(
             f"stdin is {len(stdin)} bytes; the limit (EXECUTOR_MAX_SOURCE_BYTES) is {settings.max_source_bytes}",

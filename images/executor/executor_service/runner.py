@@ -6,12 +6,16 @@ space at a time, which is what lets the sweep after it remove *everything*.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import math
 import os
 import selectors
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ import anyio
 from executor_service import isolation
 from executor_service.isolation import IsolationMode
 from executor_service.jobs import LANGUAGES, JobResult, JobSpec
+from executor_service.prestart import WaitingInterpreter, write_hook
 from executor_service.settings import Settings
 from executor_service.sweeper import CleanupFailed, InitSweeper, SessionSweeper, wipe
 
@@ -33,6 +38,11 @@ JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 JOB_NOFILE = 1024
 #: Writable places a container job could leave data in besides the work root.
 CONTAINER_SCRATCH_DIRS = (Path("/tmp"), Path("/dev/shm"), Path("/dev/mqueue"))
+#: Device files a job may open for writing (besides its scratch directories); the launcher's Landlock
+#: domain refuses every other file, all of /proc above all (oom_score_adj, /proc/<pid>/mem).
+JOB_WRITABLE_DEVICES = tuple(Path("/dev", name) for name in ("null", "zero", "full", "random", "urandom", "tty"))
+#: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION): the same number on x86_64 and aarch64.
+_SYS_LANDLOCK_CREATE_RULESET = 444
 _READ_CHUNK = 65536
 #: After the job's processes are gone, how long to wait for its pipes to report end of file.
 _DRAIN_GRACE_S = 2.0
@@ -58,6 +68,14 @@ def job_environment(job_dir: Path) -> dict[str, str]:
     }
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 without Landlock (or with the syscall filtered)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return max(0, libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+
+
 @dataclass(frozen=True)
 class JobLimits:
     """What the launcher (launcher/job_launch.c) sets on a job before its interpreter starts."""
@@ -73,9 +91,10 @@ class JobLimits:
         # One second above the deadline: RLIMIT_CPU is a backstop behind the wall-clock kill.
         return cls(settings.job_nproc, math.ceil(timeout_s) + 1, JOB_NOFILE, memory)
 
-    def launch_argv(self, launcher: Path, program: list[str]) -> list[str]:
+    def launch_argv(self, launcher: Path, program: list[str], writable: tuple[Path, ...] = ()) -> list[str]:
         numbers = (self.nproc, self.cpu_seconds, self.nofile, self.address_space_bytes)
-        return [str(launcher), *map(str, numbers), "--", *program]
+        allowed = [arg for path in writable for arg in ("-w", str(path))]
+        return [str(launcher), *map(str, numbers), *allowed, "--", *program]
 
 
 class _CappedOutput:
@@ -172,10 +191,20 @@ class JobRunner:
             self.scratch_dirs = [self.work_root, *extra]
         else:
             self.scratch_dirs = [self.work_root]
+        #: Where a job may open files for writing (launcher -w); everything else is refused to it.
+        self.job_writable = (*self.scratch_dirs, *JOB_WRITABLE_DEVICES)
         self.interpreters: dict[str, str] = {}
         self.unusable_reason: str | None = None
         self._lock = anyio.Lock()
         self.jobs_run = 0
+        #: The next Python job's interpreter, started after the last sweep (see prestart.py); None: cold.
+        self.prestart_language: str | None = settings.prestart if settings.prestart != "none" else None
+        self._user_site: Path | None = None  # where Python looks for usercustomize, under the job dir
+        self._precompiled_hook = False
+        self._waiting: WaitingInterpreter | None = None
+        self._prestarter: threading.Thread | None = None
+        #: How each job started: "warm" (handed to a waiting interpreter) or "cold"; tests read it.
+        self.last_start: str | None = None
 
     def prepare(self) -> None:
         """Checks and a clean slate before the first job. Raises isolation.StartupError."""
@@ -184,6 +213,11 @@ class JobRunner:
             if found is None:
                 raise isolation.StartupError(f"no {language.interpreter!r} on the job PATH {JOB_PATH}")
             self.interpreters[language.name] = found
+        if landlock_abi() < 1:
+            raise isolation.StartupError(
+                "the kernel offers no Landlock (Linux 5.13+ with landlock in its LSM list): without it a job "
+                "could lower its oom_score_adj and steer the OOM killer onto the service"
+            )
         launcher = self.settings.job_launcher
         if not launcher.is_file() or not os.access(launcher, os.X_OK):
             raise isolation.StartupError(f"EXECUTOR_JOB_LAUNCHER {launcher} is not an executable file")
@@ -193,6 +227,85 @@ class JobRunner:
             )
         self.sweeper.end_leftovers()
         wipe(self.scratch_dirs)
+        if self.prestart_language is not None:
+            self._user_site = self._find_user_site(self.prestart_language)
+            self._start_prestart()
+
+    def _find_user_site(self, language: str) -> Path | None:
+        """The user site directory a job's Python imports usercustomize from; None: prestart off."""
+        probe = "import site, sys; print(site.ENABLE_USER_SITE); print(site.getusersitepackages()); import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"
+        try:
+            out = subprocess.run(
+                [self.interpreters[language], "-c", probe],
+                env=job_environment(self.job_dir), cwd="/", capture_output=True, text=True, timeout=30, check=True
+            ).stdout.splitlines()
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("no pre-started interpreters: probing %s failed: %s", language, exc)
+            return None
+        site_dir = Path(out[1]) if len(out) == 3 and out[0] == "True" else None
+        # Bytecode made by the service's Python loads in the job's when both have the same bytecode magic.
+        self._precompiled_hook = len(out) == 3 and out[2] == importlib.util.MAGIC_NUMBER.hex()
+        if site_dir is None or self.job_dir not in site_dir.parents:
+            log.warning("no pre-started interpreters: %s has no user site beneath the job dir (%s)", language, out)
+            return None
+        return site_dir
+
+    def close(self) -> None:
+        """Stop a waiting interpreter (tests; in a container it dies with the service)."""
+        waiting = self._take_waiting()
+        if waiting is not None:
+            waiting.discard()
+            self.sweeper.end_leftovers(waiting.proc.pid)
+            wipe(self.scratch_dirs)
+
+    def _start_prestart(self) -> None:
+        # On a thread: the result of the job just done goes back without waiting for the next start.
+        self._prestarter = threading.Thread(target=self._prestart, name="prestart", daemon=True)
+        self._prestarter.start()
+
+    def _take_waiting(self) -> WaitingInterpreter | None:
+        if self._prestarter is not None:
+            self._prestarter.join()
+            self._prestarter = None
+        waiting, self._waiting = self._waiting, None
+        return waiting
+
+    def _prestart(self) -> None:
+        """Start the next job's interpreter: called only after a sweep and a wipe (nothing of a job exists)."""
+        if self._user_site is None or self.unusable_reason is not None:
+            return
+        language = LANGUAGES[self.prestart_language]
+        ours, theirs = socket.socketpair()
+        try:
+            self.job_dir.mkdir(mode=0o700)
+            write_hook(self._user_site, theirs.fileno(), self._precompiled_hook)
+            # The longest CPU limit a job may have; hand_over lowers it to the job's own.
+            limits = JobLimits.for_job(self.settings, self.settings.max_timeout_s)
+            script = self.job_dir / language.script_name  # written at the hand-over; Python opens it after site
+            argv = limits.launch_argv(
+                self.settings.job_launcher, [self.interpreters[language.name], str(script)], self.job_writable
+            )
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.job_dir,
+                env=job_environment(self.job_dir),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(theirs.fileno(),),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            ours.close()
+            with contextlib.suppress(CleanupFailed):
+                wipe(self.scratch_dirs)  # else the next job wipes first (see _start)
+            log.warning("could not pre-start the next %s job's interpreter (the next job starts cold): %s",
+                        language.name, exc)
+            return
+        finally:
+            theirs.close()
+        self._waiting = WaitingInterpreter(language.name, proc, ours, self.job_dir / ".local")
 
     async def run(self, spec: JobSpec) -> JobResult:
         """Run ``spec`` once every earlier job has finished and been cleaned up after."""
@@ -211,35 +324,69 @@ class JobRunner:
             raise ExecutorUnavailable(self.unusable_reason) from exc
         finally:
             self.jobs_run += 1
+            if self.prestart_language is not None and self.unusable_reason is None:
+                self._start_prestart()  # after the sweep and wipe of _run: nothing of this job is left
 
     def _run(self, spec: JobSpec) -> JobResult:
         try:
-            self.job_dir.mkdir(mode=0o700)
-            script = self.job_dir / spec.language.script_name
-            script.write_bytes(spec.source)
-            return self._execute(spec, script)
+            proc, started = self._start(spec)
+            return self._execute(spec, proc, started)
         finally:
             wipe(self.scratch_dirs)
 
-    def _execute(self, spec: JobSpec, script: Path) -> JobResult:
-        limits = JobLimits.for_job(self.settings, spec.timeout_s)
-        argv = limits.launch_argv(self.settings.job_launcher, [self.interpreters[spec.language.name], str(script)])
-        with selectors.DefaultSelector() as selector:
-            started = time.monotonic()
+    def _start(self, spec: JobSpec) -> tuple[subprocess.Popen, float]:
+        """The job's first process, running: the waiting interpreter if it fits, else a cold start."""
+        waiting = self._take_waiting()
+        if waiting is not None:
+            handed_over = False
             try:
-                # No preexec_fn, so Popen can vfork: forking the whole service would cost ms per job.
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=self.job_dir,
-                    env=job_environment(self.job_dir),
-                    stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise JobStartFailed(f"could not start the {spec.language.name} job: {exc}") from exc
+                if waiting.language == spec.language.name and waiting.wait_ready():
+                    waiting.remove_hook()
+                    (self.job_dir / spec.language.script_name).write_bytes(spec.source)
+                    limits = JobLimits.for_job(self.settings, spec.timeout_s)
+                    started = time.monotonic()
+                    waiting.hand_over(limits.cpu_seconds, spec.stdin is not None)
+                    handed_over = True
+            except OSError as exc:
+                log.warning("could not hand the job to the waiting interpreter (%s): starting cold", exc)
+            finally:
+                if not handed_over:
+                    waiting.discard()
+            if handed_over:
+                self.last_start = "warm"
+                return waiting.proc, started
+            # Another language, or it failed: ended like a job's leftovers, then a clean slate.
+            self.sweeper.end_leftovers(waiting.proc.pid)
+            wipe(self.scratch_dirs)
+        elif self.job_dir.exists():  # a pre-start that failed half-way
+            wipe(self.scratch_dirs)
+        self.job_dir.mkdir(mode=0o700)
+        script = self.job_dir / spec.language.script_name
+        script.write_bytes(spec.source)
+        limits = JobLimits.for_job(self.settings, spec.timeout_s)
+        argv = limits.launch_argv(
+            self.settings.job_launcher, [self.interpreters[spec.language.name], str(script)], self.job_writable
+        )
+        started = time.monotonic()
+        try:
+            # No preexec_fn, so Popen can vfork: forking the whole service would cost ms per job.
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.job_dir,
+                env=job_environment(self.job_dir),
+                stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise JobStartFailed(f"could not start the {spec.language.name} job: {exc}") from exc
+        self.last_start = "cold"
+        return proc, started
+
+    def _execute(self, spec: JobSpec, proc: subprocess.Popen, started: float) -> JobResult:
+        with selectors.DefaultSelector() as selector:
             with proc:  # closes the pipes on the way out
                 try:
                     pipes = self._watch(proc, spec, selector)
@@ -262,8 +409,9 @@ class JobRunner:
             truncated=stdout.truncated or stderr.truncated,
         )
         log.info(
-            "job %s: exit %d in %.1f ms%s%s (stdout %d B, stderr %d B)",
+            "job %s (%s start): exit %d in %.1f ms%s%s (stdout %d B, stderr %d B)",
             spec.language.name,
+            self.last_start,
             result.exit_code,
             result.duration_ms,
             ", timed out" if timed_out else "",

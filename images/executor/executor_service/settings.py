@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,7 +26,9 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    token: str = Field(alias="EXECUTOR_TOKEN", min_length=24, repr=False)
+    #: The SHA-256 of the API token, in hex: all the service needs to check a presented token. The
+    #: token itself is never in an executor's environment, which every `docker exec` inherits.
+    token_sha256: str = Field(alias="EXECUTOR_TOKEN_SHA256", pattern=r"^[0-9a-f]{64}$", repr=False)
     port: int = Field(8080, alias="EXECUTOR_PORT", ge=1, le=65535)
     default_timeout_s: float = Field(10.0, alias="EXECUTOR_DEFAULT_TIMEOUT_S", gt=0)
     max_timeout_s: float = Field(60.0, alias="EXECUTOR_MAX_TIMEOUT_S", gt=0, le=3600)
@@ -38,6 +41,9 @@ class Settings(BaseModel):
     work_root: Path = Field(Path("/tmp"), alias="EXECUTOR_WORK_ROOT")
     #: The small C program (launcher/job_launch.c) that puts a job's limits on it, then execs it.
     job_launcher: Path = Field(Path("/opt/executor/bin/job-launch"), alias="EXECUTOR_JOB_LAUNCHER")
+    #: ``python``: after every job's sweep, start the next Python job's interpreter and let it wait
+    #: (prestart.py); ``none``: every job starts its interpreter when it comes (a cold start).
+    prestart: Literal["python", "none"] = Field("python", alias="EXECUTOR_PRESTART")
 
     @model_validator(mode="after")
     def _default_timeout_within_max(self) -> Settings:
@@ -49,8 +55,18 @@ class Settings(BaseModel):
         return self
 
 
+#: Refused in the environment: see ``Settings.token_sha256``.
+FORBIDDEN_TOKEN_VARIABLE = "EXECUTOR_TOKEN"
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Settings from ``environ``; an empty variable counts as unset. Raises SettingsError."""
+    if FORBIDDEN_TOKEN_VARIABLE in environ:
+        raise SettingsError(
+            f"{FORBIDDEN_TOKEN_VARIABLE} must not be in an executor's environment (every `docker exec` in the "
+            "container, the healthcheck included, inherits it): give EXECUTOR_TOKEN_SHA256, the token's SHA-256 "
+            "in hex (e.g. printf %s \"$TOKEN\" | sha256sum)"
+        )
     names = {field.alias for field in Settings.model_fields.values()}
     given = {name: value for name, value in environ.items() if name in names and value.strip() != ""}
     try:

@@ -3,12 +3,18 @@
 Two ways to find a job's leftovers, chosen once at start (see ``isolation.IsolationMode``):
 
 * ``InitSweeper`` (container mode; the service is PID 1 of the container's PID namespace): every
-  process that descends from PID 1 is a job's, because orphans are re-parented to PID 1 and the
-  service starts no other children. Processes that ``docker exec`` starts (the healthcheck, an
-  operator's shell) have parent 0 and are left alone: a bare ``kill(-1, SIGKILL)`` would kill a
-  healthcheck that happens to run while a job ends, which under steady load is most of them.
-  When a job did leave processes, ``kill(-1, SIGSTOP)`` first freezes every process of our UID
-  at once, so a fork bomb cannot outrun the walk over /proc; the frozen exec'd processes get
+  process of the service's UID but PID 1 is ended, with one exception: a process exec'd from outside
+  the container (parent 0: ``docker exec``) that is **not dumpable**. That is the healthcheck, a
+  static execute-only binary (launcher/healthcheck.c), non-dumpable from its first instruction; no
+  job can read or write it, so it runs nothing but its own code, and sparing it keeps the sweep from
+  killing a healthcheck that happens to run while a job ends. No job can forge the exception: a job
+  cannot create a process with parent 0 (its processes descend from PID 1), and it cannot take over
+  one (seccomp refuses ptrace and process_vm_writev; the launcher's Landlock domain refuses opening
+  /proc/<pid>/mem for writing). Anything else a job could touch — its own processes, and any
+  dumpable `docker exec` of the UID, such as an operator's shell, whose memory and environment a job
+  could read — is killed. (Exec into an executor as another UID, e.g. ``docker exec -u 0``: no job
+  can signal or read those.) When anything is left, ``kill(-1, SIGSTOP)`` first freezes every process
+  of our UID at once, so a fork bomb cannot outrun the walk over /proc; the spared processes get
   SIGCONT back a moment later.
 * ``SessionSweeper`` (development mode, not PID 1): only the processes in the job's session are
   ended. A job that calls setsid() escapes it: development only, never for untrusted code.
@@ -40,6 +46,9 @@ class ProcessInfo:
     ppid: int
     session: int
     state: str
+    #: The owner of /proc/<pid>/environ: the process's UID while it is dumpable, root once it is not
+    #: (or for another user's process); -1 if it vanished while being read.
+    proc_owner: int = -1
 
 
 def read_process_table(proc: str = "/proc") -> dict[int, ProcessInfo]:
@@ -56,21 +65,23 @@ def read_process_table(proc: str = "/proc") -> dict[int, ProcessInfo]:
         # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
         fields = raw[raw.rindex(b")") + 2 :].split()
         pid = int(name)
-        table[pid] = ProcessInfo(pid=pid, state=fields[0].decode(), ppid=int(fields[1]), session=int(fields[3]))
+        try:
+            # Not /proc/<pid> itself: the kernel gives that directory the task's UID either way.
+            owner = os.stat(f"{proc}/{name}/environ").st_uid
+        except (FileNotFoundError, ProcessLookupError):
+            owner = -1
+        table[pid] = ProcessInfo(
+            pid=pid, state=fields[0].decode(), ppid=int(fields[1]), session=int(fields[3]), proc_owner=owner
+        )
     return table
 
 
-def _descends_from_init(pid: int, table: dict[int, ProcessInfo]) -> bool:
-    seen = set()
-    while pid not in seen:
-        seen.add(pid)
-        info = table.get(pid)
-        if info is None:
-            return False
-        if info.ppid == 1:
-            return True
-        pid = info.ppid
-    return False
+def spared_by_the_sweep(info: ProcessInfo, uid: int) -> bool:
+    """Exec'd from outside (parent 0) and not a dumpable process of ``uid``: nothing a job can control.
+
+    A zombie exec'd from outside is spared too: it runs nothing, and its parent outside reaps it.
+    """
+    return info.ppid == 0 and (info.proc_owner != uid or info.state == "Z")
 
 
 def _kill(pid: int, sig: int) -> bool:
@@ -85,7 +96,9 @@ def _kill(pid: int, sig: int) -> bool:
 
 
 class InitSweeper:
-    """Ends every process below PID 1. Only valid when this process is PID 1 of its own PID namespace."""
+    """Ends every process of our UID but PID 1 and the spared ones (see the module's docstring).
+
+    Only valid when this process is PID 1 of its own PID namespace."""
 
     def __init__(self, proc: str = "/proc"):
         if os.getpid() != 1:
@@ -95,7 +108,7 @@ class InitSweeper:
 
     def end_leftovers(self, job_pid: int | None = None) -> None:
         deadline = time.monotonic() + SWEEP_DEADLINE_S
-        foreign: set[int] = set()  # below PID 1 but of another UID (a root `docker exec`'s orphan)
+        foreign: set[int] = set()  # of another UID (a root `docker exec` and its children): not ours to end
         while True:
             self._reap_ready_children()
             if not self._job_processes(foreign):
@@ -109,7 +122,7 @@ class InitSweeper:
                         foreign.add(info.pid)
             finally:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(-1, signal.SIGCONT)  # the spared `docker exec` processes go on
+                    os.kill(-1, signal.SIGCONT)  # the spared (non-dumpable) `docker exec` processes go on
             if time.monotonic() > deadline:
                 remaining = sorted(info.pid for info in leftovers)[:20]
                 raise CleanupFailed(f"job processes still alive after {SWEEP_DEADLINE_S:g}s: {remaining}")
@@ -118,13 +131,14 @@ class InitSweeper:
 
     def _job_processes(self, foreign: set[int]) -> list[ProcessInfo]:
         table = read_process_table(self.proc)
+        uid = os.geteuid()
         return [
             info
             for info in table.values()
             if info.pid != 1
             and info.pid not in foreign
             and info.ppid not in foreign
-            and _descends_from_init(info.pid, table)
+            and not spared_by_the_sweep(info, uid)
         ]
 
     @staticmethod

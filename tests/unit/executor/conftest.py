@@ -5,6 +5,7 @@ Here the service is not PID 1, so it runs in development mode (leftovers found b
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,8 @@ from executor_service.runner import JobRunner  # noqa: E402
 from executor_service.settings import Settings, load_settings  # noqa: E402
 
 TOKEN = "unit-test-token-0123456789abcdef"
+#: What the service is given instead of the token (EXECUTOR_TOKEN_SHA256).
+TOKEN_SHA256 = hashlib.sha256(TOKEN.encode()).hexdigest()
 LAUNCHER_SOURCE = EXECUTOR_SOURCE / "launcher" / "job_launch.c"
 
 
@@ -47,7 +50,7 @@ def job_launcher(tmp_path_factory) -> Path:
 
 def make_settings(work_root: Path, launcher: Path, **overrides: str) -> Settings:
     env = {
-        "EXECUTOR_TOKEN": TOKEN,
+        "EXECUTOR_TOKEN_SHA256": TOKEN_SHA256,
         "EXECUTOR_WORK_ROOT": str(work_root),
         "EXECUTOR_JOB_LAUNCHER": str(launcher),
         "EXECUTOR_MAX_TIMEOUT_S": "20",
@@ -63,12 +66,16 @@ def work_root(tmp_path) -> Path:
     return root
 
 
-@pytest.fixture
-def runner(work_root, job_launcher) -> JobRunner:
-    settings = make_settings(work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096")
+@pytest.fixture(params=["python", "none"], ids=["warm", "cold"])
+def runner(request, work_root, job_launcher) -> JobRunner:
+    """Every runner test twice: with the next job's interpreter pre-started (warm) and without (cold)."""
+    settings = make_settings(
+        work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096", EXECUTOR_PRESTART=request.param
+    )
     runner = JobRunner(settings, IsolationMode.DEVELOPMENT)
     runner.prepare()
-    return runner
+    yield runner
+    runner.close()
 
 
 def run_async(function, *args):

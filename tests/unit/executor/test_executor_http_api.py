@@ -93,6 +93,15 @@ def test_output_past_the_requested_cap_is_cut(client):
         ({"language": "python", "source": "x", "max_output_bytes": 1.5}, 422, "max_output_bytes"),
         ({"language": "python", "source": "x" * (256 * 1024 + 1)}, 413, "EXECUTOR_MAX_SOURCE_BYTES"),
         ({"language": "python", "source": "x", "stdin": "y" * (256 * 1024 + 1)}, 413, "stdin"),
+        # Nesting deeper than the JSON parser recurses (RecursionError): a 400, not a 500.
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'{"language": "python", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400,
+         "nested too deeply"),
+        (b'{"language": "python", "source": "x", "stdin": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001, 400,
+         "nested too deeply"),
+        # A lone UTF-16 surrogate is valid JSON but no Unicode text: it cannot become UTF-8 (UnicodeEncodeError).
+        (b'{"language": "python", "source": "print(1) # \\ud800"}', 422, "source is not valid Unicode"),
+        (b'{"language": "sh", "source": "cat", "stdin": "\\udfff"}', 422, "stdin is not valid Unicode"),
     ],
 )
 def test_a_bad_request_gets_a_clear_4xx_and_runs_nothing(live_server, client, work_root, body, status, message):
@@ -104,6 +113,67 @@ def test_a_bad_request_gets_a_clear_4xx_and_runs_nothing(live_server, client, wo
     assert response.status_code == status
     assert message in response.json()["error"]
     assert not marker.exists()
+    assert live_server.runner.jobs_run == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"[" * 100_000, 400, "nested too deeply"),  # unterminated too: the decoder recurses first
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b'{"source": ' + b"[" * 900 + b"]" * 900 + b"}", 422, "source"),  # deep but parseable
+        (b'{"language": "python", "source": "\\ud83d"}', 200, ""),  # parses; encoding it is refused later
+        (b'{"language": "python", "source": "\\ud83d\\ude00"}', 200, ""),  # a proper pair: U+1F600
+        (b'"just a string"', 400, "JSON object"),
+        (b"\xed\xa0\x80", 400, "not valid JSON"),  # a surrogate encoded as UTF-8 bytes is invalid UTF-8
+    ],
+)
+def test_request_parsing_answers_4xx_for_every_malformed_body(body, status, message):
+    from executor_service.http_app import parse_run_body
+    from executor_service.jobs import RequestRejected
+
+    if status == 200:
+        assert parse_run_body(body).language == "python"
+        return
+    with pytest.raises(RequestRejected) as rejected:
+        parse_run_body(body)
+    assert rejected.value.status == status
+    assert message in str(rejected.value)
+
+
+@pytest.mark.parametrize(("field", "text"), [("source", "x\ud800"), ("stdin", "\udc00y")])
+def test_job_from_request_refuses_lone_surrogates_with_a_422(field, text):
+    from executor_service.jobs import RequestRejected, RunRequest, job_from_request
+
+    from .conftest import TOKEN_SHA256
+
+    from executor_service.settings import load_settings
+
+    request = RunRequest(language="sh", **{"source": "cat", field: text})
+    with pytest.raises(RequestRejected, match=f"{field} is not valid Unicode: a lone UTF-16 surrogate") as rejected:
+        job_from_request(request, load_settings({"EXECUTOR_TOKEN_SHA256": TOKEN_SHA256}))
+    assert rejected.value.status == 422
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18",
+               "Content-Type": "application/json"}
+
+
+def test_mcp_answers_a_deeply_nested_body_with_a_4xx(live_server, client):
+    body = (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+            b'{"language": "sh", "source": "echo ran", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}")
+    response = client.post("/mcp", content=body, headers=MCP_HEADERS)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["message"]
+    assert live_server.runner.jobs_run == 0
+
+
+def test_mcp_refuses_a_lone_surrogate_with_a_4xx(live_server, client):
+    body = (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+            b'{"language": "sh", "source": "echo \\ud800"}}}')
+    response = client.post("/mcp", content=body, headers=MCP_HEADERS)
+    assert response.status_code == 400, response.text  # the SDK's strict JSON parser: a JSON-RPC parse error
+    assert "hex escape" in response.json()["error"]["message"]
     assert live_server.runner.jobs_run == 0
 
 

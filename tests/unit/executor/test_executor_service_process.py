@@ -17,7 +17,7 @@ import pytest
 from executor_service import isolation
 from executor_service.isolation import SI_KERNEL, SI_USER, IsolationMode, accepts_stop_signal
 
-from .conftest import EXECUTOR_SOURCE, TOKEN
+from .conftest import EXECUTOR_SOURCE, TOKEN, TOKEN_SHA256
 
 SI_QUEUE = -1
 
@@ -109,15 +109,23 @@ def _start_main(env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_service_will_not_start_without_a_token():
+def test_the_service_will_not_start_without_the_token_digest():
     finished = _start_main({})
     assert finished.returncode == 2
-    assert "EXECUTOR_TOKEN" in finished.stderr
+    assert "EXECUTOR_TOKEN_SHA256" in finished.stderr
+
+
+def test_the_service_will_not_start_with_the_token_itself_in_its_environment(tmp_path):
+    finished = _start_main({"EXECUTOR_TOKEN_SHA256": TOKEN_SHA256, "EXECUTOR_TOKEN": TOKEN,
+                            "EXECUTOR_WORK_ROOT": str(tmp_path)})
+    assert finished.returncode == 2
+    assert "EXECUTOR_TOKEN must not be in an executor's environment" in finished.stderr
+    assert TOKEN not in finished.stderr
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="checks the refusal to run as root, so must run as root")
 def test_the_service_will_not_start_as_root(tmp_path):
-    finished = _start_main({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_WORK_ROOT": str(tmp_path)})
+    finished = _start_main({"EXECUTOR_TOKEN_SHA256": TOKEN_SHA256, "EXECUTOR_WORK_ROOT": str(tmp_path)})
     assert finished.returncode == 2
     assert "refusing to run as UID 0" in finished.stderr
 
@@ -149,7 +157,7 @@ def test_the_service_serves_and_a_stop_signal_ends_it_promptly(shared_dir, job_l
     env = {
         "PYTHONPATH": str(EXECUTOR_SOURCE),
         "PATH": os.environ["PATH"],
-        "EXECUTOR_TOKEN": TOKEN,
+        "EXECUTOR_TOKEN_SHA256": TOKEN_SHA256,
         "EXECUTOR_PORT": str(port),
         "EXECUTOR_WORK_ROOT": str(work),
         "EXECUTOR_JOB_LAUNCHER": str(launcher),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from executor_service.settings import SERVICE_TASK_HEADROOM, SettingsError, check_job_nproc_fits, load_settings
 
-TOKEN = "t" * 24
+DIGEST = "ab" * 32
 
 
 def test_defaults_match_the_documented_ones():
-    settings = load_settings({"EXECUTOR_TOKEN": TOKEN})
+    settings = load_settings({"EXECUTOR_TOKEN_SHA256": DIGEST})
     assert settings.port == 8080
     assert settings.default_timeout_s == 10
     assert settings.max_timeout_s == 60
@@ -22,7 +22,7 @@ def test_defaults_match_the_documented_ones():
 def test_values_are_read_from_the_environment():
     settings = load_settings(
         {
-            "EXECUTOR_TOKEN": TOKEN,
+            "EXECUTOR_TOKEN_SHA256": DIGEST,
             "EXECUTOR_PORT": "9000",
             "EXECUTOR_DEFAULT_TIMEOUT_S": "2.5",
             "EXECUTOR_JOB_NPROC": "32",
@@ -39,7 +39,7 @@ def test_values_are_read_from_the_environment():
 
 
 def test_an_empty_variable_counts_as_unset():
-    assert load_settings({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_JOB_MEMORY_MB": ""}).job_memory_mb is None
+    assert load_settings({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_JOB_MEMORY_MB": ""}).job_memory_mb is None
 
 
 @pytest.mark.parametrize(
@@ -47,11 +47,11 @@ def test_an_empty_variable_counts_as_unset():
     [
         ({}, "EXECUTOR_TOKEN"),
         ({"EXECUTOR_TOKEN": "short"}, "EXECUTOR_TOKEN"),
-        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_PORT": "http"}, "EXECUTOR_PORT"),
-        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_PORT": "70000"}, "EXECUTOR_PORT"),
-        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_MAX_OUTPUT_BYTES": "0"}, "EXECUTOR_MAX_OUTPUT_BYTES"),
-        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_JOB_NPROC": "1"}, "EXECUTOR_JOB_NPROC"),
-        ({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_DEFAULT_TIMEOUT_S": "90"}, "EXECUTOR_MAX_TIMEOUT_S"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_PORT": "http"}, "EXECUTOR_PORT"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_PORT": "70000"}, "EXECUTOR_PORT"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_MAX_OUTPUT_BYTES": "0"}, "EXECUTOR_MAX_OUTPUT_BYTES"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_JOB_NPROC": "1"}, "EXECUTOR_JOB_NPROC"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_DEFAULT_TIMEOUT_S": "90"}, "EXECUTOR_MAX_TIMEOUT_S"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(environ, named):
@@ -59,15 +59,23 @@ def test_a_bad_value_is_refused_naming_its_variable(environ, named):
         load_settings(environ)
 
 
-def test_the_error_never_echoes_the_token():
-    secret = "s3cret-but-too-short"
+def test_the_error_never_echoes_the_digest():
+    almost = "cd" * 31 + "zz"
     with pytest.raises(SettingsError) as refused:
-        load_settings({"EXECUTOR_TOKEN": secret})
+        load_settings({"EXECUTOR_TOKEN_SHA256": almost})
+    assert almost not in str(refused.value)
+
+
+def test_the_token_itself_is_refused_in_the_environment():
+    """Every `docker exec` (the healthcheck) inherits the container's environment, and jobs share its UID."""
+    secret = "a-real-token-that-must-stay-out-0123456789"
+    with pytest.raises(SettingsError, match="EXECUTOR_TOKEN must not be in an executor's environment") as refused:
+        load_settings({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_TOKEN": secret})
     assert secret not in str(refused.value)
 
 
 def test_job_nproc_must_leave_the_service_headroom_under_the_container_limit():
-    settings = load_settings({"EXECUTOR_TOKEN": TOKEN, "EXECUTOR_JOB_NPROC": "250"})
+    settings = load_settings({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_JOB_NPROC": "250"})
     with pytest.raises(SettingsError, match="EXECUTOR_JOB_NPROC"):
         check_job_nproc_fits(settings, container_nproc_limit=256)
     check_job_nproc_fits(settings, container_nproc_limit=250 + SERVICE_TASK_HEADROOM)

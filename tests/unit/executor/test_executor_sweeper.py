@@ -10,9 +10,11 @@ import pytest
 from executor_service.sweeper import (
     CleanupFailed,
     InitSweeper,
+    ProcessInfo,
     SessionSweeper,
     empty_directory,
     read_process_table,
+    spared_by_the_sweep,
     wipe,
 )
 
@@ -121,3 +123,43 @@ def test_the_session_sweeper_ends_the_whole_session_even_reparented_members(tmp_
 def test_the_init_sweeper_refuses_to_exist_outside_pid_1():
     with pytest.raises(RuntimeError, match="PID 1"):
         InitSweeper()
+
+
+def test_the_process_table_tells_dumpable_processes_from_non_dumpable_ones():
+    me = os.geteuid()
+    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    hidden = subprocess.Popen(
+        [sys.executable, "-c", "import ctypes, sys, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print(); "
+         "sys.stdout.flush(); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        hidden.stdout.readline()  # it is non-dumpable now
+        table = read_process_table()
+        assert table[plain.pid].proc_owner == me
+        assert table[hidden.pid].proc_owner == 0 != me or me == 0
+    finally:
+        for child in (plain, hidden):
+            child.kill()
+            child.wait()
+
+
+UID = 20000
+
+
+@pytest.mark.parametrize(
+    ("ppid", "owner", "state", "spared"),
+    [
+        (0, 0, "S", True),  # exec'd from outside, non-dumpable: the healthcheck (or a root `docker exec`)
+        (0, 0, "T", True),  # the same, stopped by a job: it still runs nothing but its own code
+        (0, UID, "S", False),  # exec'd from outside but dumpable (an operator's shell): a job could read it
+        (0, UID, "Z", True),  # a finished `docker exec`, its parent outside reaps it
+        (1, 0, "S", False),  # a job's process that made itself non-dumpable
+        (1, UID, "S", False),  # a job's process
+        (57, 0, "S", False),  # a child of anything: never spared
+        (57, UID, "S", False),
+    ],
+)
+def test_the_sweep_spares_only_non_dumpable_processes_exec_d_from_outside(ppid, owner, state, spared):
+    info = ProcessInfo(pid=99, ppid=ppid, session=99, state=state, proc_owner=owner)
+    assert spared_by_the_sweep(info, UID) is spared
