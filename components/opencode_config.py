@@ -3,6 +3,17 @@
 The workspace receives it as ``OPENCODE_CONFIG_CONTENT``, so nothing is written
 to the read-only image. Secrets never appear in it: OpenCode substitutes
 ``{env:NAME}`` from the container's environment.
+
+The config also locks the agent down (OpenCode 1.18.34 semantics): its ``permission``
+starts with ``"*": "deny"`` and then allows only the file tools and the executor tools;
+for each tool the *last* matching rule wins, and a tool whose last rule is a deny of
+``*`` is not even offered to the model. So ``bash``, ``webfetch``, ``websearch``,
+``task``, ``skill``, ``lsp``, ``question``, reading outside the project
+(``external_directory``) and every tool not named here are denied, and ``edit`` (which
+also governs ``write`` and patches) is denied for Git's internals and for OpenCode's own
+configuration inside the project. :data:`LOCKDOWN_ENV` are the environment variables
+that go with it (project config, auto-update, model-list fetches, LSP downloads and
+external skills off).
 """
 
 from __future__ import annotations
@@ -16,6 +27,33 @@ MODEL_API_KEY_ENV = "MODEL_API_KEY"
 EXECUTOR_TOKEN_ENV = "EXECUTOR_TOKEN"
 
 
+#: The tools the model is offered, besides the executor's (``executor_*``). ``write`` and
+#: ``apply_patch`` are governed by the ``edit`` permission.
+FILE_TOOLS = ("read", "glob", "grep", "list", "todowrite", "edit")
+#: Denied by the leading ``"*": "deny"`` already; named again so the intent is explicit.
+DENIED_TOOLS = ("bash", "task", "webfetch", "websearch", "codesearch", "external_directory", "lsp", "skill",
+                "question", "doom_loop")
+#: Paths (relative to the project) the model may not edit or write: Git's internals (hooks run
+#: code) and OpenCode's own configuration in the project (tools and plugins it would import).
+PROTECTED_EDIT_PATTERNS = (".git", ".git/**", "**/.git/**", ".opencode", ".opencode/**", "**/.opencode/**",
+                           "opencode.json", "opencode.jsonc", "**/opencode.json", "**/opencode.jsonc",
+                           # the sessions the workspace keeps in the project (persist_sessions)
+                           ".opencode-sandbox", ".opencode-sandbox/**")
+EXECUTOR_APPROVALS = ("allow", "ask")
+#: The environment that goes with the config. Never OPENCODE_EXPERIMENTAL or OPENCODE_PURE.
+LOCKDOWN_ENV = {
+    "OPENCODE_DISABLE_PROJECT_CONFIG": "1",  # no project .opencode/ tools, plugins, opencode.json
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_EXTERNAL_SKILLS": "1",
+}
+#: XDG_CONFIG_HOME in the workspace: OpenCode's global config directory is ``<it>/opencode``, baked
+#: read-only into the image (images/workspace/opencode-config: the secret-stripping plugin, and the
+#: .gitignore and node_modules without which OpenCode would crash or run an npm install at start).
+CONFIG_HOME = "/etc/opencode-sandbox/xdg"
+
+
 @dataclass(frozen=True)
 class OpenCodeConfigArgs:
     #: OpenAI-compatible base URL as the workspace reaches it (ends in /v1).
@@ -23,6 +61,24 @@ class OpenCodeConfigArgs:
     model_id: str
     #: The executors' MCP endpoint (streamable HTTP) as the workspace reaches it.
     executor_mcp_url: str
+    #: ``allow``: executor runs start at once; ``ask``: each waits for the user's approval.
+    executor_approval: str = "allow"
+
+    def __post_init__(self):
+        if self.executor_approval not in EXECUTOR_APPROVALS:
+            raise ValueError(f"executor_approval must be one of {EXECUTOR_APPROVALS}, not {self.executor_approval!r}")
+
+
+def permissions(executor_approval: str) -> dict:
+    """OpenCode's ``permission``: deny everything first, then allow (order matters: the last match wins)."""
+    rules: dict = {"*": "deny"}
+    for tool in FILE_TOOLS:
+        rules[tool] = "allow"
+    rules["edit"] = {"*": "allow", **{pattern: "deny" for pattern in PROTECTED_EDIT_PATTERNS}}
+    for tool in DENIED_TOOLS:
+        rules[tool] = "deny"
+    rules[f"{EXECUTOR_MCP_NAME}_*"] = executor_approval
+    return rules
 
 
 def opencode_config(args: OpenCodeConfigArgs) -> dict:
@@ -49,6 +105,10 @@ def opencode_config(args: OpenCodeConfigArgs) -> dict:
                 "headers": {"Authorization": f"Bearer {{env:{EXECUTOR_TOKEN_ENV}}}"},
             }
         },
+        "permission": permissions(args.executor_approval),
+        # No language servers or formatters: both would run programs in the workspace.
+        "lsp": False,
+        "formatter": False,
         # Nothing leaves the sandbox on OpenCode's own initiative.
         "autoupdate": False,
         "share": "disabled",
@@ -56,4 +116,5 @@ def opencode_config(args: OpenCodeConfigArgs) -> dict:
 
 
 def opencode_config_json(args: OpenCodeConfigArgs) -> str:
-    return json.dumps(opencode_config(args), sort_keys=True, separators=(",", ":"))
+    # Not sort_keys: the order of permission rules is their meaning (the last match wins).
+    return json.dumps(opencode_config(args), separators=(",", ":"))

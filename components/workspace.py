@@ -16,10 +16,11 @@ from typing import Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.opencode_config import (
-    EXECUTOR_TOKEN_ENV, MODEL_API_KEY_ENV, OpenCodeConfigArgs, opencode_config_json,
+    CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, MODEL_API_KEY_ENV, OpenCodeConfigArgs, opencode_config_json,
 )
 from components.security.catalog import Role
 from stacks.settings import WorkspaceSettings
@@ -32,6 +33,10 @@ WEB_ALIAS = "workspace-web"
 HOME = "/home/opencode"
 PROJECT_MOUNT = "/workspace"
 SHARED_MOUNT = "/shared"
+#: Masked by an empty, read-only tmpfs: OpenCode 1.18.34 imports ``.opencode/{plugin,plugins}/*.js``
+#: of the project into its server even with OPENCODE_DISABLE_PROJECT_CONFIG=1 (its v2 config
+#: service ignores that flag), so the workspace must not see the project's own directory at all.
+PROJECT_CONFIG_MASK = f"{PROJECT_MOUNT}/.opencode"
 #: Where sessions live when persist_sessions is on: inside the project, git-ignored by the image.
 PERSISTED_DATA_DIR = f"{PROJECT_MOUNT}/.opencode-sandbox/data"
 
@@ -49,6 +54,7 @@ class WorkspaceArgs:
     web_password: pulumi.Input[str]
     model_api_key: pulumi.Input[str]
     executor_token: pulumi.Input[str]
+    engine_api: ApiVersion
     #: The egress gateway's proxy URL, when the workspace has a route out.
     proxy_url: str | None = None
     #: In-stack names the workspace reaches directly, never through the proxy.
@@ -75,11 +81,13 @@ class Workspace(pulumi.ComponentResource):
             "OPENCODE_SERVER_PASSWORD": args.web_password,
             MODEL_API_KEY_ENV: args.model_api_key,
             EXECUTOR_TOKEN_ENV: args.executor_token,
-            # No internet by default: OpenCode must not try to update itself or fetch catalogs.
-            "OPENCODE_DISABLE_AUTOUPDATE": "1",
-            "OPENCODE_DISABLE_MODELS_FETCH": "1",
-            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            # No project config (its tools and plugins would run in the server), no self-update, no
+            # catalog or language-server downloads, no external skills.
+            **LOCKDOWN_ENV,
             "OPENCODE_DISABLE_SHARE": "1",
+            # OpenCode's global config directory: read-only in the image, with the plugin that strips
+            # the secrets above from user-initiated shells.
+            "XDG_CONFIG_HOME": CONFIG_HOME,
         }
         if settings.persist_sessions:
             envs["XDG_DATA_HOME"] = PERSISTED_DATA_DIR
@@ -106,12 +114,15 @@ class Workspace(pulumi.ComponentResource):
                     # OpenCode's runtime (Bun) unpacks native libraries (file watcher, PTY) into /tmp
                     # and loads them: this one tmpfs must allow exec.
                     "/tmp": Tmpfs(size_mb=settings.tmpfs.tmp_mb, executable=True),
+                    # Empty and root-owned 0555: nothing the workspace runs can put a plugin there.
+                    PROJECT_CONFIG_MASK: Tmpfs(size_mb=1, mode="0555", max_inodes=16),
                 },
                 mounts=mounts,
                 networks=[NetworkAttachment(args.ingress_network, aliases=(WEB_ALIAS,)),
                           *(NetworkAttachment(network) for network in args.networks)],
+                engine_api=args.engine_api,
                 # The image's check sends the password on stdin, never on a command line (/proc shows those).
-                healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/opencode-healthcheck"], start_period="30s"),
+                healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/opencode-healthcheck"], start_period_s=30),
                 # The agent's tools leave orphans behind; docker-init reaps them.
                 init=True,
             ),

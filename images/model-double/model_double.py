@@ -23,7 +23,12 @@ Endpoints
 The script (deterministic; the first rule that applies wins)
     1. ``tool_result``: the latest message is a tool result (role ``tool``)
        -> text ``Executor said: <the tool result text>``, finish ``stop``.
-    2. The latest user message contains ``MARKER=<token>`` (token ``[A-Za-z0-9_-]+``,
+    2. ``scripted_call``: the latest user message contains ``TOOL_CALL=<name> ARGS=<base64url of
+       a JSON object>``, no tool result came after that user message, and tools are offered
+       -> ONE call to tool ``<name>`` with those arguments, finish ``tool_calls``, *whether or
+       not* ``<name>`` is offered (as a hostile or confused model would). The lockdown tests
+       use it to ask for ``bash``, ``write`` or ``read`` calls the workspace must refuse.
+    3. The latest user message contains ``MARKER=<token>`` (token ``[A-Za-z0-9_-]+``,
        the first one counts) and no tool result came after that user message:
        a. ``tool_call``: the request offers a tool whose function name ends with
           ``run_code`` (OpenCode calls the MCP server ``executor``'s tool ``run_code``
@@ -33,16 +38,18 @@ The script (deterministic; the first rule that applies wins)
        b. ``executor_tool_missing``: tools are offered but none is ``run_code`` -> a text
           naming the offered tools, so the end-to-end test fails with a clear reason.
        A request that offers no tools at all is not an agent turn (OpenCode asks for a
-       session title that way, quoting the user's message) and falls through to 3.
-    3. ``fixed_text``: anything else -> the fixed text ``FIXED_TEXT``, finish ``stop``.
+       session title that way, quoting the user's message) and falls through to 4.
+    4. ``fixed_text``: anything else -> the fixed text ``FIXED_TEXT``, finish ``stop``.
 
 Malformed requests get 400 with an OpenAI-style error body naming the problem.
-Every request is logged as one JSON line on stdout (method, path, status, branch).
+Every request is logged as one JSON line on stdout (method, path, status, branch, the offered
+tool names).
 The server writes no files, so it runs as any UID on a read-only root filesystem.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -63,6 +70,7 @@ from typing import Any
 FIXED_TEXT = "This is the model double: a scripted test stand-in, not a model."
 RUN_CODE_SUFFIX = "run_code"
 MARKER_PATTERN = re.compile(r"MARKER=([A-Za-z0-9_-]+)")
+SCRIPTED_CALL_PATTERN = re.compile(r"TOOL_CALL=([A-Za-z0-9_.-]+) ARGS=([A-Za-z0-9_=-]+)")
 #: Larger bodies are refused with 413 (OpenCode's requests are well under 1 MiB).
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Streamed tool-call arguments are cut into this many deltas so clients must reassemble them.
@@ -71,6 +79,7 @@ KNOWN_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 BRANCH_TOOL_RESULT = "tool_result"
 BRANCH_TOOL_CALL = "tool_call"
+BRANCH_SCRIPTED_CALL = "scripted_call"
 BRANCH_EXECUTOR_TOOL_MISSING = "executor_tool_missing"
 BRANCH_FIXED_TEXT = "fixed_text"
 
@@ -248,6 +257,26 @@ def run_code_source(token: str) -> str:
     return f"import socket; print(socket.gethostname(), '{token}')"
 
 
+def scripted_call_text(name: str, arguments: Mapping[str, Any]) -> str:
+    """The user-message text that makes the double call ``name`` with ``arguments`` (rule 2)."""
+    encoded = base64.urlsafe_b64encode(json.dumps(arguments).encode()).decode()
+    return f"TOOL_CALL={name} ARGS={encoded}"
+
+
+def _scripted_call(text: str) -> ToolCall | None:
+    match = SCRIPTED_CALL_PATTERN.search(text)
+    if match is None:
+        return None
+    try:
+        arguments = json.loads(base64.urlsafe_b64decode(match.group(2)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(arguments, dict):
+        return None
+    call_id = "call_" + hashlib.sha256(match.group(0).encode()).hexdigest()[:24]
+    return ToolCall(call_id=call_id, name=match.group(1), arguments=json.dumps(arguments))
+
+
 def decide_reply(chat: ChatRequest) -> Reply:
     """Apply the script in the module docstring to one request."""
     messages = chat.messages
@@ -257,6 +286,9 @@ def decide_reply(chat: ChatRequest) -> Reply:
     last_user = max((i for i, message in enumerate(messages) if message["role"] == "user"), default=None)
     marker = MARKER_PATTERN.search(message_text(messages[last_user])) if last_user is not None else None
     tool_result_since = last_user is not None and any(m["role"] == "tool" for m in messages[last_user + 1 :])
+    scripted = _scripted_call(message_text(messages[last_user])) if last_user is not None else None
+    if scripted and not tool_result_since and chat.tool_names:
+        return Reply(BRANCH_SCRIPTED_CALL, tool_call=scripted)
     if marker and not tool_result_since and chat.tool_names:
         token = marker.group(1)
         run_code = next((name for name in chat.tool_names if name.endswith(RUN_CODE_SUFFIX)), None)
@@ -434,7 +466,7 @@ class ModelDoubleHandler(BaseHTTPRequestHandler):
 
         chat = parse_chat_request(self._read_body(), self.settings.model)
         reply = decide_reply(chat)
-        record.update(branch=reply.branch, stream=chat.stream, tools=len(chat.tool_names))
+        record.update(branch=reply.branch, stream=chat.stream, tools=len(chat.tool_names), tool_names=chat.tool_names)
         if chat.stream:
             return Response(HTTPStatus.OK, events=list(completion_chunks(chat, reply)))
         return Response(HTTPStatus.OK, body=completion_body(chat, reply))

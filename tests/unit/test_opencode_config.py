@@ -10,7 +10,7 @@ from tests.support.program import STACKS
 
 
 def workspace_env(declared) -> dict[str, str]:
-    workspace = next(c for c in declared.containers if c.inputs["name"].endswith("-workspace"))
+    workspace = declared.container("workspace")[0]
     return dict(env.split("=", 1) for env in workspace.inputs["envs"])
 
 
@@ -29,7 +29,7 @@ def test_provider_points_at_the_model_through_the_openai_compatible_sdk(declared
     if stack == "dev":
         assert base_url == "http://host.docker.internal:1234/v1"  # the external endpoint, as configured
     else:
-        model = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-model"))
+        model = declared_stacks[stack].container("model")[0]
         assert base_url == f"http://{model.inputs['name']}:8000/v1"
         assert model_id == ("qwen3-4b-instruct-2507")
 
@@ -86,8 +86,8 @@ def test_the_real_opencode_accepts_the_generated_config(declared_stacks, stack, 
 
     env = workspace_env(declared_stacks[stack])
     run_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OPENCODE_CONFIG_CONTENT": env["OPENCODE_CONFIG_CONTENT"],
-               "MODEL_API_KEY": "k", "EXECUTOR_TOKEN": "t", "OPENCODE_DISABLE_AUTOUPDATE": "1",
-               "OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_LSP_DOWNLOAD": "1"}
+               "MODEL_API_KEY": "k", "EXECUTOR_TOKEN": "t",
+               **{k: v for k, v in env.items() if k.startswith("OPENCODE_DISABLE_")}}
     result = subprocess.run([str(opencode), "debug", "config"], env=run_env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert "Configuration is invalid" not in result.stdout + result.stderr, result.stdout + result.stderr
@@ -97,3 +97,101 @@ def test_the_real_opencode_accepts_the_generated_config(declared_stacks, stack, 
     assert resolved["provider"]["sandbox"]["options"]["baseURL"] == expected["provider"]["sandbox"]["options"]["baseURL"]
     assert resolved["mcp"]["executor"]["url"] == expected["mcp"]["executor"]["url"]
     assert resolved["share"] == "disabled" and resolved["autoupdate"] is False
+    assert resolved["lsp"] is False and resolved["formatter"] is False
+    # The rules survive resolution in order (OpenCode applies the last match).
+    assert list(resolved["permission"].items()) == list(expected["permission"].items())
+
+
+# --- the workspace lockdown ------------------------------------------------------------------
+
+ALLOWED_TOOLS = {"read", "glob", "grep", "list", "todowrite", "edit"}
+
+
+def last_rule(permission: dict, tool: str, pattern: str = "*") -> str:
+    """OpenCode's evaluation: rules in order, the last whose permission and pattern match wins."""
+    from fnmatch import fnmatchcase
+
+    action = None
+    for key, rule in permission.items():
+        if not fnmatchcase(tool, key):
+            continue
+        rules = rule if isinstance(rule, dict) else {"*": rule}
+        for rule_pattern, rule_action in rules.items():
+            if fnmatchcase(pattern, rule_pattern):
+                action = rule_action
+    return action
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_everything_is_denied_first_and_only_file_and_executor_tools_allowed(declared_stacks, stack):
+    permission = generated_config(declared_stacks[stack])["permission"]
+    assert next(iter(permission.items())) == ("*", "deny"), "the deny-all rule must come first (last match wins)"
+    for tool in ("bash", "webfetch", "websearch", "task", "external_directory", "lsp", "skill", "question",
+                 "codesearch", "some_future_tool"):
+        assert last_rule(permission, tool) == "deny", tool
+    for tool in ALLOWED_TOOLS:
+        assert last_rule(permission, tool) == "allow", tool
+    assert last_rule(permission, "executor_run_code") == "allow"  # the default approval
+    allowed = {key for key, rule in permission.items() if rule != "deny"}
+    assert allowed == ALLOWED_TOOLS | {"executor_*"}, "no other tool may be allowed"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_edits_of_git_internals_and_opencode_config_are_denied(declared_stacks, stack):
+    permission = generated_config(declared_stacks[stack])["permission"]
+    for path in (".git/config", ".git/hooks/pre-commit", "sub/.git/hooks/post-checkout", ".opencode/tools/evil.js",
+                 ".opencode/plugins/evil.js", "opencode.json", "opencode.jsonc", "pkg/opencode.json",
+                 ".opencode-sandbox/data/opencode/opencode.db"):
+        assert last_rule(permission, "edit", path) == "deny", path
+    for path in ("src/main.py", "README.md", ".gitignore", "docs/opencode.md"):
+        assert last_rule(permission, "edit", path) == "allow", path
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_language_servers_and_formatters_are_off(declared_stacks, stack):
+    config = generated_config(declared_stacks[stack])
+    assert config["lsp"] is False and config["formatter"] is False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_lockdown_environment(declared_stacks, stack):
+    env = workspace_env(declared_stacks[stack])
+    for key in ("OPENCODE_DISABLE_PROJECT_CONFIG", "OPENCODE_DISABLE_AUTOUPDATE", "OPENCODE_DISABLE_MODELS_FETCH",
+                "OPENCODE_DISABLE_LSP_DOWNLOAD", "OPENCODE_DISABLE_EXTERNAL_SKILLS"):
+        assert env.get(key) == "1", key
+    assert "OPENCODE_EXPERIMENTAL" not in env and "OPENCODE_PURE" not in env
+    # OpenCode's global config directory is the image's read-only one (with the secret-stripping plugin).
+    assert env["XDG_CONFIG_HOME"] == "/etc/opencode-sandbox/xdg"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_project_opencode_directory_is_masked(declared_stacks, stack):
+    workspace = declared_stacks[stack].container("workspace")[0]
+    tmpfs = workspace.inputs.get("tmpfs") or {}
+    assert "/workspace/.opencode" in tmpfs, "OpenCode would import the project's .opencode plugins"
+    options = tmpfs["/workspace/.opencode"].split(",")
+    assert "mode=0555" in options and not any(o.startswith("uid=") for o in options), options
+
+
+def test_executor_approval_ask_makes_executor_calls_ask(on_developer_machine):
+    from tests.support.program import run_program, stack_config
+    import yaml
+
+    workspace = yaml.safe_load(stack_config("ci")["opencode-sandbox:workspace"])
+    declared = run_program("ci", set_config={"workspace": {**workspace, "executor_approval": "ask"}})
+    permission = generated_config(declared)["permission"]
+    assert last_rule(permission, "executor_run_code") == "ask"
+    assert last_rule(permission, "bash") == "deny"
+
+
+def test_executor_approval_is_validated(on_developer_machine):
+    from stacks.loader import SettingsError
+    from tests.support.program import run_program, stack_config
+    import yaml
+
+    workspace = yaml.safe_load(stack_config("ci")["opencode-sandbox:workspace"])
+    with pytest.raises(SettingsError) as caught:
+        run_program("ci", set_config={"workspace": {**workspace, "executor_approval": "sometimes"}})
+    message = str(caught.value)
+    assert "opencode-sandbox:workspace.executor_approval" in message and "'sometimes'" in message, message
+    assert "Fix:" in message and "'allow'" in message and "'ask'" in message, message

@@ -454,3 +454,50 @@ def test_bad_settings_stop_the_server_with_a_message(env, named):
     )
     assert result.returncode == 2
     assert named in result.stderr
+
+
+# --- branch 2: scripted calls (the lockdown tests) -------------------------------------------
+
+
+def scripted_request(double, name, arguments, tools=OPENCODE_TOOLS):
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Do it. {double.scripted_call_text(name, arguments)}"}],
+        "tools": tools,
+    }
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["offered", "not-offered"])
+def test_a_scripted_call_names_any_tool_offered_or_not(port, double, offered):
+    tools = OPENCODE_TOOLS if offered else [tool("read"), tool("executor_run_code")]
+    arguments = {"command": "touch /tmp/marker", "description": "marker"}
+    _, payload = chat(port, scripted_request(double, "bash", arguments, tools))
+    choice = json.loads(payload)["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "bash"
+    assert json.loads(call["function"]["arguments"]) == arguments
+
+
+def test_a_scripted_call_is_made_once_then_the_result_is_echoed(port, double):
+    body = scripted_request(double, "read", {"filePath": "/proc/self/environ"})
+    body["messages"] += [
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "permission denied"},
+    ]
+    _, payload = chat(port, body)
+    choice = json.loads(payload)["choices"][0]
+    assert choice["finish_reason"] == "stop" and "permission denied" in choice["message"]["content"]
+
+
+def test_a_scripted_call_without_tools_is_no_agent_turn(port, double):
+    _, payload = chat(port, scripted_request(double, "bash", {"command": "true"}, tools=None))
+    assert json.loads(payload)["choices"][0]["message"]["content"] == double.FIXED_TEXT
+
+
+def test_the_log_names_the_offered_tools(port, double, capsys):
+    capsys.readouterr()
+    chat(port, scripted_request(double, "bash", {"command": "true"}))
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["branch"] == "scripted_call" and record["tool_names"] == ["bash", "executor_run_code", "read"]
