@@ -18,6 +18,7 @@ pulumi.export("web_password", sandbox.web_password)
 pulumi.export("model_endpoint", sandbox.model_endpoint)
 pulumi.export("executor_endpoints", sandbox.executor_endpoints)
 pulumi.export("executor_token", sandbox.executor_token)
+pulumi.export("model_api_key", sandbox.model_api_key)
 pulumi.export("networks", {purpose: net.name for purpose, net in sandbox.networks.all().items()})
 containers = {
     "workspace": sandbox.workspace.container_name,

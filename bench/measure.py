@@ -14,10 +14,11 @@ import statistics
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.support import deployer
-from tests.support.program import STACKS, DeclaredResource, DeclaredStack, developer_machine, run_program
+from tests.support.program import STACKS, DeclaredStack, developer_machine, run_program
 
 JOB_OUTPUT = "1\n"
 #: The code of every job (bench/client.py sends the same to the executor API).
@@ -100,21 +101,42 @@ def interpreter_floor(client, container: str, runs: int, warmup: int) -> list[fl
 # --- the baseline: one hardened `docker run --rm` per job ----------------------------------------
 
 
-def oneshot_plan(executor: DeclaredResource, name: str) -> deployer.ContainerPlan:
-    """The stack's executor container turned into a one-job container, through the deployer's mapping.
+@dataclass(frozen=True)
+class OneShotPlan:
+    """A one-job container: docker SDK ``create_container`` keywords and ``create_host_config`` keywords."""
+
+    name: str
+    image: str
+    create: dict[str, Any]
+    host_config: dict[str, Any]
+
+
+def oneshot_plan(inspected: dict[str, Any], name: str) -> OneShotPlan:
+    """The stack's executor container as the engine runs it (``docker inspect``), turned into a one-job one.
 
     Same image, user, read-only root, capabilities, no-new-privileges, seccomp profile, cgroupns,
     memory/CPU/nproc limits, tmpfs and logging; no network, restart policy, healthcheck, service or
     environment: it runs ``python3 -c 'print(1)'`` and exits.
     """
-    return deployer.plan_container(executor, {
-        "name": name, "command": PYTHON_ARGV, "networkMode": "none", "networksAdvanced": None,
-        "restart": "no", "maxRetryCount": None, "healthcheck": None, "wait": None, "waitTimeout": None,
-        "envs": None, "labels": [{"label": ONESHOT_LABEL, "value": "oneshot"}],
-    })
+    host, config = inspected["HostConfig"], inspected["Config"]
+    host_config = {
+        "network_mode": "none", "read_only": bool(host.get("ReadonlyRootfs")),
+        "cap_drop": host.get("CapDrop") or [], "cap_add": host.get("CapAdd") or [],
+        "security_opt": host.get("SecurityOpt") or [], "dns": host.get("Dns") or [],
+        "dns_opt": host.get("DnsOptions") or [], "dns_search": host.get("DnsSearch") or [],
+        "cgroupns": host.get("CgroupnsMode") or None, "mem_limit": host.get("Memory") or None,
+        "memswap_limit": host.get("MemorySwap") or None, "nano_cpus": host.get("NanoCpus") or None,
+        "ulimits": host.get("Ulimits") or [], "tmpfs": host.get("Tmpfs") or {},
+        "log_config": host.get("LogConfig"), "init": bool(host.get("Init")),
+        "privileged": bool(host.get("Privileged")),
+    }
+    return OneShotPlan(name=name, image=inspected["Image"], host_config={k: v for k, v in host_config.items()
+                                                                           if v not in (None, [], {})},
+                       create={"name": name, "command": PYTHON_ARGV, "user": config.get("User") or "",
+                               "labels": {ONESHOT_LABEL: "oneshot"}})
 
 
-def docker_run_argv(plan: deployer.ContainerPlan, seccomp_file: Path) -> list[str]:
+def docker_run_argv(plan: OneShotPlan, seccomp_file: Path) -> list[str]:
     """``docker run --rm ...`` for a one-job plan; a setting it cannot express is an error, not dropped."""
     create, host = dict(plan.create), dict(plan.host_config)
     command = create.pop("command")
@@ -149,6 +171,8 @@ def docker_run_argv(plan: deployer.ContainerPlan, seccomp_file: Path) -> list[st
         argv += ["--tmpfs", f"{path}:{options}"]
     if "log_config" in host:
         log_config = host.pop("log_config")
+        if hasattr(log_config, "type"):  # a docker.types.LogConfig
+            log_config = {"Type": log_config.type, "Config": log_config.config}
         argv += ["--log-driver", log_config["Type"]]
         for key, value in (log_config.get("Config") or {}).items():
             argv += ["--log-opt", f"{key}={value}"]
@@ -169,7 +193,7 @@ def docker_run_argv(plan: deployer.ContainerPlan, seccomp_file: Path) -> list[st
     return [*argv, plan.image, *command]
 
 
-def docker_run_cli(plan: deployer.ContainerPlan, seccomp_file: Path) -> float:
+def docker_run_cli(plan: OneShotPlan, seccomp_file: Path) -> float:
     """ms for one ``docker run --rm`` (the CLI: create, attach, start, wait, removal) of the plan."""
     argv = docker_run_argv(plan, seccomp_file)
     started = time.perf_counter()
@@ -180,7 +204,7 @@ def docker_run_cli(plan: deployer.ContainerPlan, seccomp_file: Path) -> float:
     return elapsed
 
 
-def docker_run_api(client, plan: deployer.ContainerPlan) -> float:
+def docker_run_api(client, plan: OneShotPlan) -> float:
     """ms for the same one-job container through the Engine API: create, start, wait, logs, remove."""
     started = time.perf_counter()
     ident = client.api.create_container(image=plan.image, host_config=client.api.create_host_config(**plan.host_config),

@@ -3,11 +3,12 @@
 
     python bench/run.py [--json] [--quick]
 
-Deploys the committed ``ci`` stack's settings with the test deployer (tests/support/deployer.py)
-under the stack name ``bench``, measures, and removes everything again, also on failure or
-Ctrl-C (images stay: they are the build cache). Needs a Docker engine, the base image
-(scripts/make-base-image) and, as the ci stack does, ~/.cache/opencode-sandbox/extra-ca.pem
-(scripts/extra-ca-from-host). Progress goes to stderr; stdout gets a table, or with ``--json``
+Deploys the committed ``ci`` stack's settings with the Pulumi CLI (``pulumi up`` on a copy of the
+project, tests/support/pulumi_cli.py) under the stack name ``bench``, measures, and destroys it again,
+also on failure or Ctrl-C (images stay: they are the build cache). Needs a Docker engine, the base
+image (scripts/make-base-image), the Pulumi toolchain (scripts/pulumi-toolchain, its bin directory in
+OPENCODE_SANDBOX_PULUMI_BIN, or a Pulumi install on PATH) and, as the ci stack does,
+~/.cache/opencode-sandbox/extra-ca.pem (scripts/extra-ca-from-host). Progress goes to stderr; stdout gets a table, or with ``--json``
 one JSON object. ``--quick`` is a smoke run with small samples: its figures mean nothing.
 Nothing here asserts a time: the exit status is non-zero only when a measurement could not be
 taken. What each figure measures is in the README's "Performance" section and bench/measure.py.
@@ -33,8 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench import measure
+from components.security.spec import LABEL_STACK
 from bench.measure import BenchError, summary
-from tests.support import deployer, program
+from tests.support import program
+from tests.support.pulumi_cli import PulumiError, PulumiWorkspace, toolchain_problem
+from tests.support.stack_cleanup import docker_client, remove_stack
+from tests.support.workflows import pulumi_args
 
 #: The stack this deploys: the committed ci stack's settings under a name of its own (see below).
 BENCH_STACK = "bench"
@@ -65,9 +70,9 @@ QUICK = Samples(latency_runs=30, latency_warmup=3, floor_runs=20, floor_warmup=2
 
 #: (aim, figure, comparison, target): reported as met or missed, never asserted.
 AIMS = (
-    ("executor p50 within 1.5x of the interpreter floor", "executor_vs_interpreter", "<=", 1.5),
-    (">= 20x faster than docker run per job", "speedup_vs_docker_run", ">=", 20),
-    (">= 30 jobs/s at concurrency 4", "throughput_jobs_per_s_c4", ">=", 30),
+    ("executor p50 <= 0.5x the interpreter floor", "executor_vs_interpreter", "<=", 0.5),
+    (">= 40x faster than docker run per job", "speedup_vs_docker_run", ">=", 40),
+    (">= 400 jobs/s at concurrency 4", "throughput_jobs_per_s_c4", ">=", 400),
     ("stack up < 15 s", "stack_up_s", "<", 15),
     ("policy evaluation < 1 s", "policy_eval_ms", "<", 1000),
 )
@@ -106,17 +111,24 @@ def bench_overrides(project_dir: Path) -> dict[str, Any]:
     return {"workspace": workspace, "model": model, "executors": executors}
 
 
-def build_images(client, declared: program.DeclaredStack) -> dict[str, float]:
-    """Build (or find in the build cache) every image the stack declares; size in MB (10^6 B) by image."""
+def image_sizes(client, stack: str) -> dict[str, float]:
+    """Size in MB (10^6 B) of each image the stack built."""
     sizes = {}
-    for resource in declared.of_type(program.REMOTE_IMAGE):
-        plan = deployer.plan_image(resource)
-        started = time.perf_counter()
-        deployer.build_image(client, plan)
-        log(f"image {plan.tag}: ready after {time.perf_counter() - started:.1f}s (not counted)")
-        name = plan.tag.split("/", 1)[-1].split(":", 1)[0]
-        sizes[name] = client.images.get(plan.tag).attrs["Size"] / 1e6
+    for image in client.images.list(filters={"label": f"{LABEL_STACK}={stack}"}):
+        for tag in image.tags:
+            sizes[tag.split("/", 1)[-1].split(":", 1)[0]] = image.attrs["Size"] / 1e6
     return sizes
+
+
+def flat_config(overrides: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested settings as the `pulumi config set --path` keys and values they are."""
+    flat = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
 
 
 @dataclass(frozen=True)
@@ -134,15 +146,11 @@ class ExecutorPool:
                 "token_env": EXECUTOR_TOKEN_ENV, **numbers}
 
 
-def executor_pool(deployment: deployer.Deployment) -> ExecutorPool:
-    def names(role: str) -> list[str]:
-        return sorted(resource.inputs["name"] for resource in deployment.declared.container(role))
-
-    workspaces, executors = names("workspace"), names("executor")
-    if len(workspaces) != 1 or not executors:
-        raise BenchError(f"the {SETTINGS_FROM} stack declares {len(workspaces)} workspace(s) and "
-                         f"{len(executors)} executor(s); the benchmark needs one workspace and an executor")
-    return ExecutorPool(workspaces[0], tuple(executors))
+def executor_pool(outputs: dict[str, Any]) -> ExecutorPool:
+    containers = outputs["containers"]
+    if not containers.get("workspace") or not containers.get("executors"):
+        raise BenchError(f"the {SETTINGS_FROM} stack's outputs name no workspace or no executor: {containers}")
+    return ExecutorPool(containers["workspace"], tuple(sorted(containers["executors"])))
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -155,7 +163,8 @@ def _r(value: float, digits: int = 2) -> float:
 def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
     """Every measurement; ``scratch`` (empty, reachable by the roles' users) holds what the program creates."""
     figures: dict[str, Any] = {}
-    home = deployer.stand_in_home(scratch / "home")
+    home = scratch / "home"
+    pulumi_cli = PulumiWorkspace(scratch / "pulumi", home)
 
     log(f"program under mocks: {samples.mocks_passes} pass(es) over {', '.join(program.STACKS)}")
     passes, declared = measure.mocks_all_stacks(home, samples.mocks_passes)
@@ -172,36 +181,36 @@ def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
     figures["policy_stack"], figures["policy_resources"] = largest.stack, policy["resources"]
     figures["policy_diagnostics"] = policy["diagnostics"]
 
-    overrides = bench_overrides(scratch / "project")
     # The ci stack's settings under a name of its own: container, network and image names and labels
-    # follow the stack's name, and deploy() starts by removing everything labelled with it, so the
-    # benchmark never touches a ci stack that a test session or a developer has running.
-    declared_bench = deployer.declared_stack(BENCH_STACK, home, overrides, settings_from=SETTINGS_FROM)
-    deployer.validate(declared_bench)
-    log("images: building what the stack declares (not timed)")
-    figures["image_sizes_mb"] = {name: _r(size, 1) for name, size in build_images(client, declared_bench).items()}
-
-    deployment = None
+    # follow the stack's name, so the benchmark never touches a ci stack that a test session or a
+    # developer has running.
+    pulumi_cli.init_stack(BENCH_STACK, settings_from=SETTINGS_FROM,
+                          set_config=flat_config(bench_overrides(scratch / "project")))
+    up = False
     try:
-        log(f"stack up: the {SETTINGS_FROM} stack's settings as stack {BENCH_STACK!r}, until every container is healthy")
+        log(f"stack up: `pulumi up` of the {SETTINGS_FROM} stack's settings as stack {BENCH_STACK!r}, "
+            "until every container is healthy (images: BuildKit's cache, as after any earlier build)")
         started = time.perf_counter()
-        deployment = deployer.deploy(BENCH_STACK, home=home, set_config=overrides, settings_from=SETTINGS_FROM,
-                                     client=client)
+        up = True
+        pulumi_cli.run("up", "--yes", "--stack", BENCH_STACK, "--skip-preview")
         figures["stack_up_s"] = _r(time.perf_counter() - started)
-        # Seconds each resource took from its creation to ready (healthy, for containers with wait).
-        figures["stack_up_by_resource_s"] = {name: seconds for name, seconds in sorted(
-            deployment.timings.items(), key=lambda item: -item[1]) if name != "total"}
-        figures.update(_executor_figures(samples, client, executor_pool(deployment), deployment))
+        started = time.perf_counter()
+        pulumi_cli.run("up", "--yes", "--stack", BENCH_STACK, "--skip-preview")
+        figures["stack_noop_up_s"] = _r(time.perf_counter() - started)
+        started = time.perf_counter()
+        pulumi_cli.run(*pulumi_args("drift.yml"), "--stack", BENCH_STACK)
+        figures["stack_refresh_preview_s"] = _r(time.perf_counter() - started)
+        figures["image_sizes_mb"] = {name: _r(size, 1) for name, size in image_sizes(client, BENCH_STACK).items()}
+        figures.update(_executor_figures(samples, client, executor_pool(pulumi_cli.outputs(BENCH_STACK))))
     finally:
-        if deployment is not None:
+        if up:
             started = time.perf_counter()
-            deployer.teardown(client, deployment)
+            pulumi_cli.run("destroy", "--yes", "--stack", BENCH_STACK, "--skip-preview")
             figures["stack_down_s"] = _r(time.perf_counter() - started)
     return figures
 
 
-def _executor_figures(samples: Samples, client, pool: ExecutorPool,
-                      deployment: deployer.Deployment) -> dict[str, Any]:
+def _executor_figures(samples: Samples, client, pool: ExecutorPool) -> dict[str, Any]:
     from components.executors import SHARED_ALIAS
 
     figures: dict[str, Any] = {}
@@ -234,7 +243,7 @@ def _executor_figures(samples: Samples, client, pool: ExecutorPool,
         figures[f"throughput_jobs_per_s_{label}"] = _r(samples.throughput_jobs / result["elapsed_s"], 1)
         figures["throughput_latency_p50_ms"][label] = _r(summary(result["latencies_ms"])["p50"])
 
-    executor = deployment.declared.container("executor")[0]
+    executor = client.api.inspect_container(first)
     log(f"docker run baseline: {samples.docker_runs} x (docker run --rm, and the same through the Engine API), "
         "alternating")
     cli, api = [], []
@@ -280,8 +289,10 @@ ROWS = (
     ("throughput_jobs_per_s_c4", "jobs/s", ""),
     ("throughput_jobs_per_s_c16", "jobs/s", ""),
     ("throughput_jobs_per_s_c4_alias", "jobs/s", "concurrency 4 through the alias `executor` (Docker DNS)"),
-    ("stack_up_s", "s", "deployer: program run, cached image builds, containers until healthy"),
-    ("stack_down_s", "s", "deployer teardown: containers, networks, volumes"),
+    ("stack_up_s", "s", "pulumi up: program, engine, cached image builds, containers until healthy"),
+    ("stack_noop_up_s", "s", "a second pulumi up: nothing to change"),
+    ("stack_refresh_preview_s", "s", "pulumi preview --refresh --expect-no-changes (the drift check)"),
+    ("stack_down_s", "s", "pulumi destroy: containers, networks, volumes"),
     ("policy_eval_ms", "ms", "Analyze every resource + AnalyzeStack, first call after the pack started"),
     ("policy_eval_warm_ms", "ms", "the same, repeated on a running pack"),
     ("mocks_all_stacks_s", "s", "run_program for every committed stack (warm passes)"),
@@ -338,7 +349,10 @@ def main() -> int:
     if problem is not None:
         print(f"bench: {problem}. Fix: start the Docker engine (dockerd)", file=sys.stderr)
         return 2
-    client = deployer.docker_client()
+    if toolchain_problem() is not None:
+        print(f"bench: {toolchain_problem()}", file=sys.stderr)
+        return 2
+    client = docker_client()
     try:
         require_base_image(client)
     except ImageBuildError as exc:
@@ -353,12 +367,12 @@ def main() -> int:
     try:
         measure.remove_oneshots(client)
         figures = run(samples, client, scratch)
-    except (BenchError, deployer.DeployError) as exc:
+    except (BenchError, PulumiError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     finally:
         # Whatever an interrupted or failed run left; a clean run leaves nothing for these to find.
-        deployer.remove_stack(client, BENCH_STACK, log)
+        remove_stack(client, BENCH_STACK, log)
         if measure.remove_oneshots(client):
             log("removed leftover one-job containers")
         shutil.rmtree(scratch, ignore_errors=True)

@@ -18,6 +18,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.egress_proxy import PROXY_PORT, Destination, render_squid_conf
+from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.security.catalog import Role
@@ -42,6 +43,7 @@ class IngressGatewayArgs:
     #: The internal network shared with the target, then the edge network where the port is published.
     target_network: pulumi.Input[str]
     edge_network: pulumi.Input[str]
+    engine_api: ApiVersion
 
 
 class IngressGateway(pulumi.ComponentResource):
@@ -66,6 +68,7 @@ class IngressGateway(pulumi.ComponentResource):
                     "INGRESS_LISTEN_PORT": str(INGRESS_LISTEN_PORT),
                 },
                 networks=[NetworkAttachment(args.target_network), NetworkAttachment(args.edge_network)],
+                engine_api=args.engine_api,
                 published_ports={INGRESS_LISTEN_PORT: args.host_port}, publish_ip=args.host_ip,
                 healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/ingress-healthcheck"]),
             ),
@@ -84,6 +87,7 @@ class EgressGatewayArgs:
     inside_network: pulumi.Input[str]
     outside_network: pulumi.Input[str]
     allow: Sequence[str]
+    engine_api: ApiVersion
     destinations: Sequence[Destination] = field(default_factory=tuple)
 
 
@@ -107,6 +111,7 @@ class EgressGateway(pulumi.ComponentResource):
                 envs={"EGRESS_SQUID_CONF": render_squid_conf(args.allow, args.destinations)},
                 tmpfs={"/run/squid": Tmpfs(size_mb=16), "/tmp": Tmpfs(size_mb=16)},
                 networks=[NetworkAttachment(args.inside_network), NetworkAttachment(args.outside_network)],
+                engine_api=args.engine_api,
                 extra_hosts=extra_hosts,
                 healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/egress-healthcheck"]),
             ),

@@ -14,6 +14,8 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components.engine_api import HEALTHCHECK_START_INTERVAL, ApiVersion
+from components.provider_forms import go_duration, provider_cpus
 from components.security import catalog
 from components.security.profiles import seccomp_profile
 from components.security.spec import LABEL_ROLE, LABEL_STACK
@@ -50,12 +52,12 @@ class Healthcheck:
     tests: Sequence[str]
     # `pulumi up` (wait=True) waits for healthy, and Docker probes first one interval after the
     # start: short intervals keep a stack's start fast. Docker >= 25 probes every start_interval
-    # during start_period instead (older engines ignore it).
-    interval: str = "5s"
-    timeout: str = "5s"
+    # during start_period instead; it is sent only to engines that have it (components.engine_api).
+    interval_s: int = 5
+    timeout_s: int = 5
     retries: int = 3
-    start_period: str = "10s"
-    start_interval: str = "1s"
+    start_period_s: int = 10
+    start_interval_s: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class HardenedContainerArgs:
     limits: Limits
     healthcheck: Healthcheck
     networks: Sequence[NetworkAttachment]
+    #: The Engine API version of the stack's engine (settings ``engine.api_version``).
+    engine_api: ApiVersion
     command: Sequence[str] | None = None
     entrypoint: Sequence[str] | None = None
     envs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -99,6 +103,29 @@ class HardenedContainerArgs:
     init: bool = False
     #: How long `pulumi up` waits for the container to become healthy.
     wait_timeout_s: int = 120
+
+
+#: Time a create or an update needs beyond the wait for healthy (image checks, network connects, start).
+CREATE_MARGIN_S = 300
+
+
+def create_timeouts(wait_timeout_s: int) -> pulumi.CustomTimeouts:
+    """The provider cuts a create at 20 minutes by default, whatever ``wait_timeout`` says."""
+    return pulumi.CustomTimeouts(create=go_duration(wait_timeout_s + CREATE_MARGIN_S),
+                                 update=go_duration(wait_timeout_s + CREATE_MARGIN_S))
+
+
+def healthcheck_args(healthcheck: Healthcheck, engine_api: ApiVersion) -> docker.ContainerHealthcheckArgs:
+    """Durations in the form the provider reads back; start_interval only where the engine has it."""
+    start_interval = healthcheck.start_interval_s if HEALTHCHECK_START_INTERVAL.supported_by(engine_api) else 0
+    return docker.ContainerHealthcheckArgs(
+        tests=list(healthcheck.tests),
+        interval=go_duration(healthcheck.interval_s),
+        timeout=go_duration(healthcheck.timeout_s),
+        retries=healthcheck.retries,
+        start_period=go_duration(healthcheck.start_period_s),
+        start_interval=go_duration(start_interval),
+    )
 
 
 def _envs(envs: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Input[str]]:
@@ -137,6 +164,7 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
             # Fixed names (and host ports) cannot exist twice: delete before creating the replacement.
             delete_before_replace=True,
             replace_on_changes=REPLACE_ON_CHANGES,
+            custom_timeouts=create_timeouts(args.wait_timeout_s),
         ),
         opts,
     )
@@ -161,7 +189,7 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
         security_opts=security_opts(args.role, args.builtin_seccomp),
         memory=args.limits.memory_mb,
         memory_swap=args.limits.memory_mb,  # equal to memory: no swap on top of the limit
-        cpus=f"{args.limits.cpus:g}",
+        cpus=provider_cpus(args.limits.cpus),
         ulimits=[
             docker.ContainerUlimitArgs(name="nproc", soft=args.limits.nproc, hard=args.limits.nproc),
             docker.ContainerUlimitArgs(name="nofile", soft=4096, hard=4096),
@@ -187,14 +215,7 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
         dns=None if role in catalog.ROLES_WITH_OUTSIDE_DNS else list(catalog.CONTAINER_DNS_UPSTREAM),
         log_driver=catalog.LOG_DRIVER,
         log_opts=dict(catalog.LOG_OPTS),
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=list(args.healthcheck.tests),
-            interval=args.healthcheck.interval,
-            timeout=args.healthcheck.timeout,
-            retries=args.healthcheck.retries,
-            start_period=args.healthcheck.start_period,
-            start_interval=args.healthcheck.start_interval,
-        ),
+        healthcheck=healthcheck_args(args.healthcheck, args.engine_api),
         restart=catalog.RESTART_POLICY,
         max_retry_count=catalog.RESTART_MAX_RETRIES,
         init=args.init,

@@ -17,6 +17,7 @@ from typing import Mapping
 import pulumi
 import pulumi_docker as docker
 
+from components.security.spec import LABEL_STACK
 from stacks.settings import ImageSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,10 @@ class SandboxImagesArgs:
     build: tuple[str, ...]
     #: A pulled image (the model server's), pinned by the settings.
     pull: Mapping[str, str] = field(default_factory=dict)
+
+
+def image_labels(stack: str) -> dict[str, str]:
+    return {LABEL_STACK: stack}
 
 
 class SandboxImages(pulumi.ComponentResource):
@@ -70,7 +75,10 @@ class SandboxImages(pulumi.ComponentResource):
                     context=f"{IMAGES_CONTEXT}/{image}",
                     dockerfile="Dockerfile",
                     build_args=build_args,
-                    labels={"opencode-sandbox.stack": args.stack},
+                    # The provider builds with BuildKit (buildx), which reads `label`; its legacy builder
+                    # (DOCKER_BUILDKIT=0) reads `labels`. Both, so the label survives either builder.
+                    label=image_labels(args.stack),
+                    labels=image_labels(args.stack),
                 ),
                 triggers={"context-digest": digest},
                 keep_locally=False,

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.hardening import GpuRequest, Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from components.engine_api import ApiVersion
 from components.naming import docker_name
 from components.security.catalog import Role
 from components.security.spec import LABEL_ROLE, LABEL_STACK
@@ -37,6 +38,7 @@ class ModelServerArgs:
     image: pulumi.Input[str]
     network: pulumi.Input[str]
     api_key: pulumi.Input[str]
+    engine_api: ApiVersion
 
 
 class ModelServer(pulumi.ComponentResource):
@@ -100,12 +102,12 @@ class ModelServer(pulumi.ComponentResource):
             },
             tmpfs={"/tmp": Tmpfs(size_mb=2048), "/home/vllm": Tmpfs(size_mb=256)},
             mounts=[docker.ContainerMountArgs(type="volume", source=cache.name, target=MODELS_MOUNT)],
-            networks=[NetworkAttachment(args.network)],
+            networks=[NetworkAttachment(args.network)], engine_api=args.engine_api,
             builtin_seccomp=settings.seccomp == "builtin",
             shm_size_mb=settings.shm_size_mb,  # instead of sharing the host's IPC namespace
             gpu=GpuRequest(device_ids=() if settings.gpus == "all" else tuple(settings.gpus)),
             healthcheck=Healthcheck(tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health"),
-                                    interval="30s", timeout="10s", retries=5, start_period="15m"),
+                                    interval_s=30, timeout_s=10, retries=5, start_period_s=15 * 60),
             wait_timeout_s=1800,  # loading weights onto the GPU takes minutes
         )
 
@@ -119,7 +121,7 @@ class ModelServer(pulumi.ComponentResource):
                 "MODEL_DOUBLE_API_KEY": args.api_key,
             },
             tmpfs={"/tmp": Tmpfs(size_mb=16)},
-            networks=[NetworkAttachment(args.network)],
+            networks=[NetworkAttachment(args.network)], engine_api=args.engine_api,
             healthcheck=Healthcheck(tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health")),
             wait_timeout_s=60,
         )

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-import pulumi_random as random
 
 from components.egress_proxy import Destination
 from components.executors import SHARED_ALIAS, ExecutorPool, ExecutorPoolArgs
+from components.generated_secret import GeneratedSecret
 from components.gateways import EgressGateway, EgressGatewayArgs, IngressGateway, IngressGatewayArgs
 from components.host_dirs import ensure_directory, ensure_session_store
 from components.images import SandboxImages, SandboxImagesArgs
@@ -36,6 +36,7 @@ class Sandbox(pulumi.ComponentResource):
         model = settings.model
         in_stack_model = not isinstance(model, ExternalModel)
         with_egress = bool(settings.egress.allow) or isinstance(model, ExternalModel)
+        engine_api = settings.engine.api
 
         if not pulumi.runtime.is_dry_run():
             self._prepare_host_directories(settings)
@@ -68,14 +69,14 @@ class Sandbox(pulumi.ComponentResource):
             self.model_server = ModelServer(f"{name}-model", ModelServerArgs(
                 stack=stack, settings=model, user=settings.model_user,
                 image=refs["model-double" if isinstance(model, TestDoubleModel) else "model"],
-                network=nets.model.name, api_key=self.model_api_key), child)
+                network=nets.model.name, api_key=self.model_api_key, engine_api=engine_api), child)
             model_base_url, model_id = self.model_server.base_url, self.model_server.served_model_name
         else:
             model_base_url, model_id = model.base_url, model.model
 
         self.executors = ExecutorPool(f"{name}-executors", ExecutorPoolArgs(
             stack=stack, settings=settings.executors, image=refs["executor"], network=nets.executor.name,
-            token=self.executor_token), child)
+            token=self.executor_token, engine_api=engine_api), child)
 
         self.egress = None
         if with_egress:
@@ -83,7 +84,7 @@ class Sandbox(pulumi.ComponentResource):
             self.egress = EgressGateway(f"{name}-egress", EgressGatewayArgs(
                 stack=stack, image=refs["egress"], user=settings.gateways.egress_user, limits=settings.egress.limits,
                 inside_network=nets.egress.name, outside_network=nets.outside.name,
-                allow=tuple(settings.egress.allow), destinations=destinations), child)
+                allow=tuple(settings.egress.allow), destinations=destinations, engine_api=engine_api), child)
 
         workspace_networks = [nets.executor.name]
         if nets.model is not None:
@@ -96,9 +97,10 @@ class Sandbox(pulumi.ComponentResource):
         self.workspace = Workspace(f"{name}-workspace", WorkspaceArgs(
             stack=stack, settings=settings.workspace, image=refs["workspace"],
             opencode=OpenCodeConfigArgs(model_base_url=model_base_url, model_id=model_id,
-                                        executor_mcp_url=self.executors.mcp_url),
+                                        executor_mcp_url=self.executors.mcp_url,
+                                        executor_approval=settings.workspace.executor_approval),
             ingress_network=nets.ingress.name, networks=workspace_networks, web_password=self.web_password,
-            model_api_key=self.model_api_key, executor_token=self.executor_token,
+            model_api_key=self.model_api_key, executor_token=self.executor_token, engine_api=engine_api,
             proxy_url=self.egress.proxy_url if self.egress else None, no_proxy=in_stack_names),
             pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]))
 
@@ -107,7 +109,7 @@ class Sandbox(pulumi.ComponentResource):
             stack=stack, purpose="web", image=refs["ingress"], user=settings.gateways.web_ingress_user, limits=gateway_limits,
             target_host=WEB_ALIAS, target_port=WEB_PORT, host_port=settings.workspace.web.port,
             host_ip=settings.workspace.web.host_ip,
-            target_network=nets.ingress.name, edge_network=nets.edge.name),
+            target_network=nets.ingress.name, edge_network=nets.edge.name, engine_api=engine_api),
             # No depends_on the workspace: socat connects per accepted connection, so the gateway may
             # start while the workspace still starts (pulumi up still waits for both to be healthy).
             child)
@@ -120,7 +122,7 @@ class Sandbox(pulumi.ComponentResource):
                 limits=gateway_limits,
                 target_host=self.model_server.container_name, target_port=MODEL_PORT, host_port=host_port,
                 host_ip=DEFAULT_PUBLISH_IP,
-                target_network=nets.model.name, edge_network=nets.edge.name),
+                target_network=nets.model.name, edge_network=nets.edge.name, engine_api=engine_api),
                 child)
 
         self.model_endpoint = model_base_url
@@ -132,9 +134,8 @@ class Sandbox(pulumi.ComponentResource):
         })
 
     def _generated_secret(self, resource_name: str) -> pulumi.Output[str]:
-        password = random.RandomPassword(resource_name, length=40, special=False,
-                                         opts=pulumi.ResourceOptions(parent=self))
-        return pulumi.Output.secret(password.result)
+        generated = GeneratedSecret(resource_name, length=40, opts=pulumi.ResourceOptions(parent=self))
+        return pulumi.Output.secret(generated.result)
 
     @staticmethod
     def _prepare_host_directories(settings: Settings) -> None:

@@ -22,6 +22,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from components.engine_api import (OLDEST_SUPPORTED_API, SECCOMP_BUILTIN, ApiVersion, format_api_version,
+                                   parse_api_version)
+from components.provider_forms import cpus_round_trip, provider_cpus
 from components.security.catalog import image_reference_problem, is_loopback_address
 
 PROJECT = "opencode-sandbox"
@@ -104,6 +107,33 @@ class Limits(_Strict):
     cpus: float = Field(gt=0)
     nproc: int = Field(gt=0)
 
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_read_back_unchanged(cls, value: float) -> float:
+        if not cpus_round_trip(value):
+            raise ValueError(f"cpus = {value:g} is read back by pulumi-docker as {provider_cpus(value)}, so every "
+                             "refresh would see a change. Fix: choose a value it reads back unchanged, "
+                             "e.g. 0.5, 1, 1.25 or 2")
+        return value
+
+
+class EngineSettings(_Strict):
+    """The Docker Engine API version of the stack's engine (``docker version --format '{{.Server.APIVersion}}'``)."""
+
+    api_version: str = Field(default=format_api_version(OLDEST_SUPPORTED_API), pattern=r"^\d+\.\d+$")
+
+    @field_validator("api_version")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if parse_api_version(value) < OLDEST_SUPPORTED_API:
+            raise ValueError(f"Engine API {value} is older than Docker 20.10's "
+                             f"({format_api_version(OLDEST_SUPPORTED_API)}). Fix: upgrade the Docker engine")
+        return value
+
+    @property
+    def api(self) -> ApiVersion:
+        return parse_api_version(self.api_version)
+
 
 class ImageSettings(_Strict):
     #: The base the project's images build FROM: a pinned upstream image (users) or a
@@ -148,6 +178,17 @@ class WorkspaceSettings(_Strict):
     limits: Limits = Limits(memory_mb=4096, cpus=2.0, nproc=8192)
     tmpfs: TmpfsSizes = TmpfsSizes()
     web: WebSettings = WebSettings()
+    #: Whether each executor run (an ``executor_*`` tool call) waits for the user's approval
+    #: in the web UI (``ask``) or runs at once (``allow``). ``opencode run`` rejects every ``ask``.
+    executor_approval: Literal["allow", "ask"] = "allow"
+
+    @field_validator("executor_approval", mode="before")
+    @classmethod
+    def _approval(cls, value):
+        if value not in ("allow", "ask"):
+            raise ValueError(f"{value!r} is not an approval mode. Fix: use 'allow' (executor runs start at once) "
+                             "or 'ask' (each run waits for your approval in the web UI)")
+        return value
 
     @field_validator("user", mode="before")
     @classmethod
@@ -295,12 +336,24 @@ class Settings(_Strict):
     executors: ExecutorSettings = ExecutorSettings()
     gateways: GatewaySettings = GatewaySettings()
     egress: EgressSettings = EgressSettings()
+    engine: EngineSettings = EngineSettings()
 
     @field_validator("egress", mode="before")
     @classmethod
     def _egress_none(cls, value):
         # `egress: none` is the readable way to say "no route out".
         return {"allow": []} if value in ("none", None) else value
+
+    @model_validator(mode="after")
+    def _engine_runs_the_model(self):
+        if isinstance(self.model, VllmModel) and self.model.seccomp == "builtin" \
+                and not SECCOMP_BUILTIN.supported_by(self.engine.api):
+            raise ValueError(
+                f"model.seccomp = builtin needs Docker {SECCOMP_BUILTIN.docker_release}+ (Engine API "
+                f"{format_api_version(SECCOMP_BUILTIN.min_api)}), but engine.api_version = {self.engine.api_version}. "
+                "Fix: set engine.api_version to your engine's (docker version --format '{{.Server.APIVersion}}') "
+                "or model.seccomp: service")
+        return self
 
     @model_validator(mode="after")
     def _distinct_identities(self):

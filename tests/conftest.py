@@ -17,30 +17,39 @@ from pathlib import Path
 import pytest
 
 from tests.support.engine import engine_problem, in_ci
+from tests.support.pulumi_cli import toolchain_problem
 from tests.support.program import STACKS, developer_machine, run_program
 
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 
 
-def pytest_collection_modifyitems(config, items):
-    needs_engine = [item for item in items if item.get_closest_marker("docker")]
-    if not needs_engine:
-        return
-    problem = engine_problem()
-    if problem is None:
+def _require(items, marker_name: str, problem: str | None, what: str, fixture: str) -> None:
+    needing = [item for item in items if item.get_closest_marker(marker_name)]
+    if not needing or problem is None:
         return
     if in_ci():
-        # .ci/run always provides an engine: its absence is a broken pipeline.
-        marker = pytest.mark.usefixtures("_engine_required_in_ci")
+        # .ci/run always provides it: its absence is a broken pipeline.
+        marker = pytest.mark.usefixtures(fixture)
     else:
-        marker = pytest.mark.skip(reason=f"needs the Docker engine: {problem}")
-    for item in needs_engine:
+        marker = pytest.mark.skip(reason=f"needs {what}: {problem}")
+    for item in needing:
         item.add_marker(marker)
+
+
+def pytest_collection_modifyitems(config, items):
+    _require(items, "docker", engine_problem() if any(i.get_closest_marker("docker") for i in items) else None,
+             "the Docker engine", "_engine_required_in_ci")
+    _require(items, "pulumi", toolchain_problem(), "the Pulumi CLI", "_toolchain_required_in_ci")
 
 
 @pytest.fixture
 def _engine_required_in_ci():
     pytest.fail(f"CI=true but the Docker engine is missing: {engine_problem()}")
+
+
+@pytest.fixture
+def _toolchain_required_in_ci():
+    pytest.fail(f"CI=true but the Pulumi toolchain is missing: {toolchain_problem()}")
 
 
 def _any_certificate() -> str:

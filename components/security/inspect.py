@@ -1,7 +1,7 @@
 """Convert what a running engine reports (``docker inspect``) to the spec view the catalog checks.
 
 The runtime suite runs the catalog's own ``check_container``/``check_stack`` on a live stack,
-whoever created it (``pulumi up`` or the tests' deployer). Input is the plain JSON the Engine
+whoever created it (``pulumi up``, or someone by hand). Input is the plain JSON the Engine
 API returns (the docker SDK's ``.attrs``); nothing here talks to an engine.
 
 A named ``local`` volume bound to a host directory is a bind mount in disguise: pass the

@@ -1,5 +1,5 @@
 """Fixtures for container tests: the executor image, executor containers started exactly as the ci stack
-declares them (the program under mocks, through the test deployer's mapping), private networks.
+declares them (the program's inputs under mocks, created by the real provider), private networks.
 
 Everything created here carries the label ``opencode-sandbox.test=executor`` and is removed at the
 end, on failure too; leftovers of an interrupted earlier run are removed before starting.
@@ -9,6 +9,7 @@ published on the host).
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -114,14 +115,11 @@ class ExecutorContainer:
 @pytest.fixture(scope="session")
 def declared_executor(developer_home):
     """The ci stack's first executor container as the program declares it: the stack's hardening."""
-    from components.security.spec import LABEL_ROLE
     from tests.support.program import developer_machine, run_program
 
     with developer_machine(developer_home):
         declared = run_program("ci")
-    executors = sorted((c for c in declared.containers
-                        if {label["label"]: label["value"] for label in c.inputs["labels"]}.get(LABEL_ROLE) == "executor"),
-                       key=lambda c: c.inputs["name"])
+    executors = sorted(declared.container("executor"), key=lambda c: c.inputs["name"])
     assert executors, "the ci stack declares no executor"
     return executors[0]  # registration order varies between runs; executor-0 is always there
 
@@ -131,8 +129,11 @@ def _executor_override(declared, *, name: str, image: str, network: str, token: 
     """What a test changes of the declared executor: identity, image, network, token; never the hardening."""
     from components.security.spec import LABEL_STACK
 
-    envs = [env for env in declared.inputs["envs"] if not env.startswith("EXECUTOR_TOKEN=")]
-    envs += [f"EXECUTOR_TOKEN={token}", *(f"{key}={value}" for key, value in (environment or {}).items())]
+    from components.executors import token_digest
+
+    envs = [env for env in declared.inputs["envs"] if not env.startswith("EXECUTOR_TOKEN_SHA256=")]
+    envs += [f"EXECUTOR_TOKEN_SHA256={token_digest(token)}",
+             *(f"{key}={value}" for key, value in (environment or {}).items())]
     labels = [label for label in declared.inputs["labels"] if label["label"] != LABEL_STACK]
     labels += [{"label": LABEL_STACK, "value": "container-tests"},
                *({"label": key, "value": value} for key, value in TEST_LABEL.items())]
@@ -144,22 +145,28 @@ def _executor_override(declared, *, name: str, image: str, network: str, token: 
 
 
 @pytest.fixture(scope="session")
-def start_executor(docker_client, executor_image, declared_executor):
-    """Starts an executor container exactly as the stack declares one (through the test deployer's
-    mapping of the program's inputs), on a given network, and waits until /health answers."""
+def start_executor(docker_client, executor_image, declared_executor, tmp_path_factory):
+    """Starts an executor container exactly as the stack declares one (the program's inputs, created
+    by the real provider through `pulumi up`), on a given network, and waits until /health answers."""
     import httpx2
 
-    from tests.support import deployer
+    from tests.support.pulumi_cli import ONE_CONTAINER_PROGRAM, PulumiWorkspace, require_toolchain
 
-    clients = []
+    require_toolchain("starts executors with the Pulumi CLI")
+    root = tmp_path_factory.mktemp("executors")
+    pulumi_cli = PulumiWorkspace(root / "pulumi", root / "home", program=ONE_CONTAINER_PROGRAM)
+    clients, stacks = [], []
 
     def start(network, *, healthcheck: dict | None = None, environment: dict | None = None) -> ExecutorContainer:
         token = "test-" + secrets.token_hex(16)
-        override = _executor_override(declared_executor, name=f"executor-test-{uuid.uuid4().hex[:8]}",
-                                      image=executor_image, network=network.name, token=token,
-                                      environment=environment, healthcheck=healthcheck)
-        ident = deployer.create_container(docker_client, deployer.plan_container(declared_executor, override))
-        container = docker_client.containers.get(ident)
+        name = f"executor-test-{uuid.uuid4().hex[:8]}"
+        override = _executor_override(declared_executor, name=name, image=executor_image, network=network.name,
+                                      token=token, environment=environment, healthcheck=healthcheck)
+        pulumi_cli.init_stack(name)
+        stacks.append(name)
+        pulumi_cli.run("config", "set", "--stack", name, "inputs", json.dumps({**declared_executor.inputs, **override}))
+        pulumi_cli.run("up", "--yes", "--stack", name, "--skip-preview")
+        container = docker_client.containers.get(name)
         ip = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
         http = httpx2.Client(
             base_url=f"http://{ip}:{EXECUTOR_PORT}", headers={"Authorization": f"Bearer {token}"}, trust_env=False
@@ -182,3 +189,5 @@ def start_executor(docker_client, executor_image, declared_executor):
     finally:
         for http in clients:
             http.close()
+        for name in stacks:
+            pulumi_cli.run("destroy", "--yes", "--stack", name, "--skip-preview", check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from components.security import catalog
 from tests.support.images import REPO_ROOT
 
 TEST_LABEL_KEY = "opencode-sandbox.test"
@@ -37,10 +38,11 @@ def seccomp_json(profile: str) -> str:
 
 
 def hardened_options(profile: str | None, *, user: str = PROBE_USER, tmpfs: dict[str, str] | None = None) -> dict:
-    """docker SDK arguments for the stack's runtime hardening; ``profile=None`` keeps Docker's default seccomp."""
+    """docker SDK arguments like the stack's hardening (its constants from the catalog) for probing a
+    profile in any image; ``profile=None`` keeps Docker's default seccomp, the probes' control."""
     import docker.types
 
-    security_opt = ["no-new-privileges:true"]
+    security_opt = [catalog.NO_NEW_PRIVILEGES]
     if profile is not None:
         security_opt.append("seccomp=" + seccomp_json(profile))
     return {
@@ -52,7 +54,7 @@ def hardened_options(profile: str | None, *, user: str = PROBE_USER, tmpfs: dict
         "nano_cpus": 1_000_000_000,
         "ulimits": [docker.types.Ulimit(name="nproc", soft=512, hard=512)],
         "tmpfs": tmpfs if tmpfs is not None else {"/tmp": "rw,nosuid,nodev,noexec,size=64m"},
-        "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
+        "log_config": docker.types.LogConfig(type=catalog.LOG_DRIVER, config=dict(catalog.LOG_OPTS)),
         "init": False,
         "labels": IMAGES_TEST_LABEL,
     }

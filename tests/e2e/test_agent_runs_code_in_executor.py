@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.target import deployed_stack  # noqa: F401  (fixture, shared with tests/integration)
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 OPENCODE_TIMEOUT_S = 180
 TOOL = "executor_run_code"  # OpenCode's name for the MCP server `executor`'s tool `run_code`

@@ -10,9 +10,10 @@ Contract (other suites, e.g. test_egress_boundary.py, rely on it; keep it stable
     ``.networks``    purpose -> network name (``model``, ``executor``, ``ingress``, ``edge``, ``egress``,
                      ``outside``: the networks' ``opencode-sandbox.network`` label)
     ``.web_url``/``.web_port``  the web UI on the host (http://127.0.0.1:<port>)
-    ``.deployment``  what the test deployer created, or None for an existing stack
-  By default the ``ci`` stack is deployed once per session with tests/support/deployer.py and
-  torn down at the end (also when tests fail). ``OPENCODE_SANDBOX_TARGET=existing`` verifies a
+    ``.workspace``   the Pulumi workspace that deployed it (tests/support/pulumi_cli.py), or None
+                     for an existing stack; ``.declared`` what the program declares for it
+  By default the ``ci`` stack is deployed once per session with ``pulumi up`` (the real engine) and
+  destroyed at the end with ``pulumi destroy`` (also when tests fail). ``OPENCODE_SANDBOX_TARGET=existing`` verifies a
   stack already running (a user's `pulumi up`; set ``OPENCODE_SANDBOX_STACK``) and deploys nothing.
 
 ``docker_api`` (session) -> a docker SDK client for that engine.

@@ -1,7 +1,8 @@
 """The stack the runtime suites verify: deployed for the session, or one already running.
 
-By default the session deploys the ``ci`` stack with the test deployer
-(:mod:`tests.support.deployer`) and tears it down at the end, also when tests fail. With
+By default the session deploys the ``ci`` stack with the real Pulumi engine (``pulumi up`` on a
+copy of the project, :mod:`tests.support.pulumi_cli`) and destroys it at the end (``pulumi
+destroy``), also when tests fail. With
 ``OPENCODE_SANDBOX_TARGET=existing`` (and ``OPENCODE_SANDBOX_STACK=<name>``, default ``ci``)
 it verifies a stack that is already running, e.g. a user's `pulumi up`, and deploys nothing.
 
@@ -24,7 +25,9 @@ import pytest
 
 from components.naming import docker_name
 from components.security.spec import LABEL_ROLE, LABEL_STACK
-from tests.support.deployer import Deployment, deploy, docker_client, stand_in_home, teardown
+from tests.support.program import DeclaredStack, developer_machine, run_program
+from tests.support.pulumi_cli import PulumiWorkspace, require_toolchain
+from tests.support.stack_cleanup import docker_client, remove_stack
 
 TARGET_ENV = "OPENCODE_SANDBOX_TARGET"
 STACK_ENV = "OPENCODE_SANDBOX_STACK"
@@ -46,8 +49,10 @@ class StackUnderTest:
     #: The web UI/API as the host reaches it: http://127.0.0.1:<web_port>.
     web_url: str
     web_port: int
-    #: What the deployer created; None when the target is a stack that was already running.
-    deployment: Deployment | None = field(default=None, compare=False)
+    #: The Pulumi workspace that deployed it; None when the target is a stack that was already running.
+    workspace: PulumiWorkspace | None = field(default=None, compare=False)
+    #: What the program declares for it (under mocks, with the deployed stack's secrets and HOME).
+    declared: DeclaredStack | None = field(default=None, compare=False)
 
     def one(self, role: str) -> str:
         """The single container of ``role`` (e.g. the workspace); fails when there is not exactly one."""
@@ -61,7 +66,8 @@ class StackUnderTest:
         return tuple(sorted(name for names in self.containers.values() for name in names))
 
 
-def discover(client, stack: str, deployment: Deployment | None = None) -> StackUnderTest:
+def discover(client, stack: str, workspace: PulumiWorkspace | None = None,
+             declared: DeclaredStack | None = None) -> StackUnderTest:
     """Find a running stack by its labels."""
     label = f"{LABEL_STACK}={stack}"
     containers: dict[str, list[str]] = {}
@@ -71,7 +77,7 @@ def discover(client, stack: str, deployment: Deployment | None = None) -> StackU
             containers.setdefault(role, []).append(info["Names"][0].lstrip("/"))
     if "workspace" not in containers:
         raise LookupError(f"no running workspace container is labelled {label}. Fix: deploy the stack "
-                          f"(`pulumi up` or scripts/deploy-ci up {stack}), or unset {TARGET_ENV}")
+                          f"(`pulumi up --stack {stack}`), or unset {TARGET_ENV}")
     networks = {info["Labels"][LABEL_NETWORK]: info["Name"]
                 for info in client.api.networks(filters={"label": label}) if LABEL_NETWORK in info["Labels"]}
     web = docker_name(stack, "ingress", "web")
@@ -81,7 +87,8 @@ def discover(client, stack: str, deployment: Deployment | None = None) -> StackU
     host_ip, port = bindings[0]["HostIp"] or "0.0.0.0", int(bindings[0]["HostPort"])
     return StackUnderTest(
         stack=stack, containers={role: tuple(sorted(names)) for role, names in containers.items()},
-        networks=networks, web_url=f"http://{host_ip}:{port}", web_port=port, deployment=deployment)
+        networks=networks, web_url=f"http://{host_ip}:{port}", web_port=port, workspace=workspace,
+        declared=declared)
 
 
 def target_settings() -> tuple[str, str]:
@@ -102,10 +109,10 @@ class _SharedStack:
         self.client = None
 
     @contextmanager
-    def use(self, home: Path) -> Iterator[StackUnderTest]:
+    def use(self, root: Path) -> Iterator[StackUnderTest]:
         with self.lock:
             if self.users == 0 and self.stack is None and self.error is None:
-                self._start(home)
+                self._start(root)
             self.users += 1
         try:
             if self.error is not None:
@@ -117,23 +124,43 @@ class _SharedStack:
                 if self.users == 0:
                     self._stop()
 
-    def _start(self, home: Path) -> None:
+    def _start(self, root: Path) -> None:
         target, stack = target_settings()
         self.client = docker_client()
-        deployment = None
+        workspace = None
         try:
             if target == "deploy":
-                deployment = deploy(stack, home=stand_in_home(home), client=self.client)
-            self.stack = discover(self.client, stack, deployment)
+                remove_stack(self.client, stack)  # what an interrupted earlier session left behind
+                workspace = PulumiWorkspace(root / "pulumi", root / "home")
+                workspace.init_stack(stack)
+                workspace.run("up", "--yes", "--stack", stack, "--skip-preview")
+                self.stack = discover(self.client, stack, workspace, declared_like(workspace, stack))
+            else:
+                self.stack = discover(self.client, stack)
         except BaseException as exc:  # every later user sees the same failure; nothing is left running
-            if deployment is not None:
-                teardown(self.client, deployment)
+            if workspace is not None:
+                _destroy(workspace, stack, self.client)
             self.error = exc
 
     def _stop(self) -> None:
         stack, self.stack = self.stack, None
-        if stack is not None and stack.deployment is not None:
-            teardown(self.client, stack.deployment)
+        if stack is not None and stack.workspace is not None:
+            _destroy(stack.workspace, stack.stack, self.client)
+
+
+def _destroy(workspace: PulumiWorkspace, stack: str, client) -> None:
+    try:
+        workspace.run("destroy", "--yes", "--stack", stack, "--skip-preview")
+    finally:
+        remove_stack(client, stack)  # nothing may outlive the session, even when destroy failed
+
+
+def declared_like(workspace: PulumiWorkspace, stack: str) -> DeclaredStack:
+    """The program's declaration of a deployed stack: its settings, HOME and (generated) secrets."""
+    outputs = workspace.outputs(stack)
+    secrets = {key: outputs[key] for key in ("web_password", "executor_token", "model_api_key") if outputs.get(key)}
+    with developer_machine(workspace.home, uid=os.getuid(), gid=os.getgid()):
+        return run_program(stack, secrets=secrets)
 
 
 _SHARED = _SharedStack()
@@ -142,7 +169,9 @@ _SHARED = _SharedStack()
 @pytest.fixture(scope="session")
 def deployed_stack(tmp_path_factory) -> Iterator[StackUnderTest]:
     """The stack under test (see the module docstring); deployed once per session."""
-    with _SHARED.use(tmp_path_factory.mktemp("deploy-home")) as stack:
+    if target_settings()[0] == "deploy":
+        require_toolchain("deploys the stack with the Pulumi CLI")
+    with _SHARED.use(tmp_path_factory.mktemp("deploy")) as stack:
         yield stack
 
 
@@ -154,8 +183,8 @@ def docker_api():
     client.close()
 
 
-def requires_deployer(stack: StackUnderTest, why: str) -> Deployment:
-    """What this session deployed; tests that need it skip (saying ``why``) on an existing stack."""
-    if stack.deployment is None:
+def requires_deployed(stack: StackUnderTest, why: str) -> PulumiWorkspace:
+    """The workspace that deployed the stack; tests that need it skip (saying ``why``) on an existing stack."""
+    if stack.workspace is None:
         pytest.skip(f"{why}: only on a stack this session deployed ({TARGET_ENV}=deploy)")
-    return stack.deployment
+    return stack.workspace

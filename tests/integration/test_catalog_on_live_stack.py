@@ -3,7 +3,7 @@
 ``container_violations``/``stack_violations`` (tests/integration/runtime.py) run the same
 ``check_container``/``check_stack`` the policy pack and the unit tests run, on what the engine
 reports. When this session deployed the stack, every container is also compared with what the
-program declared: the deployer must have created exactly that (the provider's semantics).
+program declared: `pulumi up` must have created exactly that (the provider's semantics).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from components.security import catalog
 from components.security import props as declared_props
 from components.security.spec import LABEL_ROLE, LABEL_STACK
 from tests.integration.runtime import container_violations, runtime_spec, stack_violations
-from tests.integration.target import requires_deployer
-from tests.support.deployer import go_duration_ns
+from tests.integration.target import requires_deployed
+from components.provider_forms import parse_go_duration
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 # ContainerSpec fields the catalog reads, compared as the declaration states them.
 COMPARED = ("user", "privileged", "read_only_root", "publish_all_ports", "devices", "gpu_requested", "sysctls",
@@ -58,9 +58,9 @@ def _comparable(spec, modes=MODES):
 
 def test_running_containers_are_what_the_program_declared(deployed_stack, docker_api):
     """Field by field, the catalog's view of each declaration equals its view of the running container."""
-    deployment = requires_deployer(deployed_stack, "compares with the program's declaration")
+    requires_deployed(deployed_stack, "compares with the program's declaration")
     differences = []
-    for resource in deployment.declared.containers:
+    for resource in deployed_stack.declared.containers:
         name = resource.inputs["name"]
         declared_spec = declared_props.container_spec(resource.name, resource.inputs)
         modes = [mode for mode in MODES if getattr(declared_spec, mode) is not None]
@@ -72,10 +72,10 @@ def test_running_containers_are_what_the_program_declared(deployed_stack, docker
 
 
 def test_engine_settings_outside_the_catalog_match_the_declaration(deployed_stack, docker_api):
-    """What no rule reads but the deployer must still map: command, env, tmpfs options, healthcheck times..."""
-    deployment = requires_deployer(deployed_stack, "compares with the program's declaration")
+    """What no rule reads but the provider must still map: command, env, tmpfs options, healthcheck times..."""
+    requires_deployed(deployed_stack, "compares with the program's declaration")
     differences = []
-    for resource in deployment.declared.containers:
+    for resource in deployed_stack.declared.containers:
         inputs, name = resource.inputs, resource.inputs["name"]
         info = docker_api.api.inspect_container(name)
         config, host = info["Config"], info["HostConfig"]
@@ -86,9 +86,9 @@ def test_engine_settings_outside_the_catalog_match_the_declaration(deployed_stac
             "WorkingDir": inputs.get("workingDir") or config["WorkingDir"],
             "Env ⊇ envs": True,
             "Tmpfs": inputs.get("tmpfs"),
-            "Healthcheck": {"Test": health["tests"], "Interval": go_duration_ns(health["interval"], "interval"),
-                            "Timeout": go_duration_ns(health["timeout"], "timeout"), "Retries": int(health["retries"]),
-                            "StartPeriod": go_duration_ns(health["startPeriod"], "startPeriod")},
+            "Healthcheck": {"Test": health["tests"], "Interval": parse_go_duration(health["interval"]),
+                            "Timeout": parse_go_duration(health["timeout"]), "Retries": int(health["retries"]),
+                            "StartPeriod": parse_go_duration(health["startPeriod"])},
             "Init": bool(inputs.get("init")),
             "MemorySwap": int(inputs["memorySwap"]) * 1024 * 1024,
             "ExtraHosts": [f"{h['host']}:{h['ip']}" for h in inputs.get("hosts") or []] or None,

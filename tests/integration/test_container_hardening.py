@@ -18,7 +18,7 @@ from components.security import catalog
 from components.security.spec import LABEL_STACK
 from tests.integration.runtime import container_host, has_command
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 ROLES = sorted(catalog.ALL_ROLES)
 

@@ -24,7 +24,7 @@ from components.egress_proxy import PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED,
 from components.executors import SHARED_ALIAS
 from tests.integration.runtime import connect, container_env, container_host, ip_addresses
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 LOOKUP_TIMEOUT_S = 4

@@ -22,7 +22,7 @@ from components.workspace import WEB_PORT
 from components.security import catalog
 from tests.integration.runtime import connect, container_env, container_host, http_get, ip_addresses
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 #: Registry hosts only: the one kind of outside destination a test may ever try.
 OUTSIDE = (("pypi.org", 443), ("deb.debian.org", 80))

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.support.images import REPO_ROOT
 from tests.support.program import STACKS
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = REPO_ROOT / ".github" / "workflows"
-PULUMI_ACTION = "pulumi/actions@v6"
-
-
-def load(name: str) -> dict:
-    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
-    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as true
-    return workflow
+from tests.support.workflows import PULUMI_ACTION, WORKFLOWS, load, pulumi_args, pulumi_step
 
 
 def preview_per_stack(job: dict) -> dict:
     """The settings of the job's one Pulumi step, checked to be a preview of the matrix's stack."""
-    [step] = [step for step in job["steps"] if step.get("uses", "").startswith("pulumi/actions@")]
+    step = pulumi_step(job)
     assert step["uses"] == PULUMI_ACTION
     settings = step["with"]
     assert settings["command"] == "preview"
@@ -58,8 +48,8 @@ def test_pull_requests_preview_each_runner_previewable_stack_with_the_pack_and_i
     assert (pack / "PulumiPolicy.yaml").is_file() and (pack / "__main__.py").is_file()
     assert (REPO_ROOT / settings["policyPackConfigs"]).is_file()
     assert any(step.get("uses", "").startswith("actions/setup-python@") for step in job["steps"])
-    assert runs(job, "pip install -r requirements.txt")
-    assert runs(job, "pip install -r policies/requirements.txt")
+    # The program's and the pack's packages, in the one .venv both Pulumi.yaml files name.
+    assert runs(job, ".venv/bin/pip install -r requirements.txt -r policies/requirements.txt")
     assert {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"} <= set(job["env"])
 
 
@@ -73,3 +63,10 @@ def test_drift_refreshes_each_deployed_stack_on_the_docker_host_and_fails_on_any
     assert settings["refresh"] is True
     assert settings["expect-no-changes"] is True
     assert runs(job, "pip install -r requirements.txt")
+
+
+def test_the_commands_the_tests_run_are_the_workflows_commands():
+    """tests/integration runs pulumi_args(...) of each workflow against the real engine."""
+    assert pulumi_args("policy-preview.yml") == [
+        "preview", "--policy-pack", "policies", "--policy-pack-config", "policies/config.json"]
+    assert pulumi_args("drift.yml") == ["preview", "--refresh", "--expect-no-changes", "--diff"]

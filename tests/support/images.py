@@ -1,14 +1,21 @@
-"""Building the project's images from ``images/`` for tests (the docker SDK, classic builder).
+"""Building the project's images from ``images/`` for tests, with BuildKit as pulumi-docker does.
 
 Users build them through the Pulumi program; tests build them the same way the
 program declares them: context ``images/<name>``, build arguments ``BASE_IMAGE``
-and, when the machine needs one, ``EXTRA_CA_CERTS``.
+and, when the machine needs one, ``EXTRA_CA_CERTS``, and with the builder the provider
+uses (BuildKit through buildx; the classic builder reads some inputs differently, labels
+among them).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO_ROOT / "images"
@@ -46,10 +53,54 @@ def require_base_image(client) -> str:
     return BASE_IMAGE
 
 
+@functools.lru_cache(maxsize=1)
+def buildkit_command() -> tuple[tuple[str, ...], dict[str, str]]:
+    """The command (and environment) that builds with BuildKit on this machine.
+
+    ``docker buildx build --load`` where buildx is installed (Docker >= 23 has no other BuildKit
+    path); else a Docker CLI older than 23, which has BuildKit built in (Debian's docker.io 20.10).
+    """
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    candidates = [path for path in (shutil.which("docker"), "/usr/bin/docker") if path and os.path.exists(path)]
+    for docker_cli in candidates:
+        if subprocess.run([docker_cli, "buildx", "version"], capture_output=True).returncode == 0:
+            return (docker_cli, "buildx", "build", "--load"), env
+    for docker_cli in candidates:
+        version = subprocess.run([docker_cli, "version", "--format", "{{.Client.Version}}"],
+                                 capture_output=True, text=True).stdout.strip()
+        if version and int(version.split(".")[0]) < 23:
+            return (docker_cli, "build"), env
+    raise ImageBuildError("no BuildKit builder on this machine (the provider builds with BuildKit). Fix: install "
+                          "Docker's buildx plugin, or Debian's docker.io (its 20.10 CLI has BuildKit built in)")
+
+
+def buildkit_build(context: Path, tag: str, *, dockerfile: str = "Dockerfile",
+                   build_args: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+                   target: str | None = None, no_cache: bool = False, pull: bool = False) -> str:
+    """``docker build`` with BuildKit, as pulumi-docker runs it; returns the image id."""
+    command, env = buildkit_command()
+    with tempfile.TemporaryDirectory() as scratch:
+        iidfile = Path(scratch) / "iid"
+        args = [*command, "--file", str(context / dockerfile), "--tag", tag, "--iidfile", str(iidfile)]
+        for key, value in (build_args or {}).items():
+            args += ["--build-arg", f"{key}={value}"]  # values travel as arguments, never through a shell
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
+        if target:
+            args += ["--target", target]
+        if no_cache:
+            args.append("--no-cache")
+        if pull:
+            args.append("--pull")
+        result = subprocess.run([*args, str(context)], env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ImageBuildError(f"building {tag} from {context} failed (exit {result.returncode}):\n"
+                                  f"{(result.stdout + result.stderr)[-4000:]}")
+        return iidfile.read_text().strip()
+
+
 def build_image(client, name: str, tag: str, build_args: dict[str, str] | None = None) -> str:
     """Build ``images/<name>`` as ``tag``; returns the image id. Raises with the build log on failure."""
-    import docker.errors
-
     context = IMAGES_DIR / name
     if not (context / "Dockerfile").is_file():
         raise ImageBuildError(f"no Dockerfile in {context}")
@@ -59,9 +110,4 @@ def build_image(client, name: str, tag: str, build_args: dict[str, str] | None =
 
         args.update(OPENCODE_VERSION=OPENCODE_VERSION, OPENCODE_INTEGRITY=OPENCODE_INTEGRITY)
     args.update(build_args or {})
-    try:
-        image, _log = client.images.build(path=str(context), tag=tag, buildargs=args, rm=True, forcerm=True)
-    except docker.errors.BuildError as exc:
-        lines = [chunk.get("stream", "") or chunk.get("error", "") for chunk in exc.build_log]
-        raise ImageBuildError(f"building images/{name} failed: {exc}\n{''.join(lines)[-4000:]}") from None
-    return image.id
+    return buildkit_build(context, tag, build_args=args)

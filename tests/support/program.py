@@ -33,7 +33,8 @@ CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
-RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+#: The type of every Pulumi dynamic resource (components.generated_secret.GeneratedSecret is one).
+DYNAMIC = "pulumi-python:dynamic:Resource"
 
 
 @dataclass
@@ -83,7 +84,7 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == REMOTE_IMAGE:
             # The program hands the image id to containers; the tag stands in for it here.
             outputs["imageId"] = args.inputs["name"]
-        elif args.typ == RANDOM_PASSWORD:
+        elif args.typ == DYNAMIC:  # GeneratedSecret
             outputs["result"] = pysecrets.token_urlsafe(30)[: int(args.inputs.get("length", 32))]
         return f"{args.name}-id", outputs
 

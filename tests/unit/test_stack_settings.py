@@ -7,7 +7,7 @@ import re
 import pytest
 
 from stacks.loader import SettingsError
-from tests.support.program import developer_machine, run_program
+from tests.support.program import DYNAMIC, developer_machine, run_program
 
 
 def rejected(stack: str, **kwargs) -> str:
@@ -72,11 +72,11 @@ def test_plain_text_secrets_are_refused(on_developer_machine):
 def test_secrets_set_as_secrets_are_accepted(on_developer_machine):
     declared = run_program("ci", secrets={"web_password": "correct-horse-battery-staple-1",
                                           "executor_token": "t" * 40})
-    workspace = next(c for c in declared.containers if c.inputs["name"].endswith("-workspace"))
+    workspace = declared.container("workspace")[0]
     assert "OPENCODE_SERVER_PASSWORD=correct-horse-battery-staple-1" in workspace.inputs["envs"]
     assert "envs" in workspace.secret_inputs
     # The user's secrets replace generated ones: no password resource for them.
-    generated = [r.name for r in declared.of_type("random:index/randomPassword:RandomPassword")]
+    generated = [r.name for r in declared.of_type(DYNAMIC)]
     assert not any("web-password" in name or "executor-token" in name for name in generated)
 
 
@@ -113,7 +113,7 @@ def test_missing_required_setting(on_developer_machine):
 def test_workspace_user_defaults_to_the_invoking_user_but_never_root(developer_home):
     with developer_machine(developer_home, uid=1234, gid=1234):
         declared = run_program("dev")
-    workspace = next(c for c in declared.containers if c.inputs["name"].endswith("-workspace"))
+    workspace = declared.container("workspace")[0]
     assert workspace.inputs["user"] == "1234:1234"
     with developer_machine(developer_home, uid=0, gid=0):
         message = rejected("dev")
