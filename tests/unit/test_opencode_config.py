@@ -195,3 +195,18 @@ def test_executor_approval_is_validated(on_developer_machine):
     message = str(caught.value)
     assert "opencode-sandbox:workspace.executor_approval" in message and "'sometimes'" in message, message
     assert "Fix:" in message and "'allow'" in message and "'ask'" in message, message
+
+
+def test_every_workspace_variable_holding_a_secret_is_stripped_from_user_shells(on_developer_machine):
+    """The image's plugin names the variables it removes; the program decides which hold secrets."""
+    import re
+
+    from tests.support.images import IMAGES_DIR
+    from tests.support.program import run_program
+
+    secrets = {"web_password": "pw-" + "p" * 30, "executor_token": "tok-" + "t" * 40, "model_api_key": "key-" + "k" * 30}
+    env = workspace_env(run_program("ci", secrets=secrets))
+    holding_a_secret = {key for key, value in env.items() if any(secret in value for secret in secrets.values())}
+    plugin = (IMAGES_DIR / "workspace" / "opencode-config" / "plugins" / "strip-secrets.js").read_text()
+    stripped = set(re.findall(r'"([A-Z_]+)"', re.search(r"const SECRETS = \[(.*?)\];", plugin).group(1)))
+    assert holding_a_secret and holding_a_secret <= stripped
