@@ -24,6 +24,7 @@ containers = {
     "workspace": sandbox.workspace.container_name,
     "executors": sandbox.executors.container_names,
     "ingress_web": sandbox.web.container_name,
+    "model_gateway": sandbox.model_gateway.container_name,
 }
 if sandbox.model_server is not None:
     containers["model"] = sandbox.model_server.container_name

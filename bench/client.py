@@ -17,6 +17,8 @@ Requests (``targets`` are executor host names on the executor network, ``port`` 
   {"mode": "throughput", "targets": [names], "jobs": J, "concurrency": C, ...}
       J jobs from C threads, job i to targets[i mod len(targets)]; every thread opens its
       connections first: {"elapsed_s": s, "latencies_ms": [ms...]}
+  {"mode": "ready", "targets": [names], "timeout_s": T, ...}
+      waits until every target answers GET /health with 200 (at most T s): {"waited_s": s}
 """
 
 import http.client
@@ -118,12 +120,29 @@ def throughput(request, token):
     return {"elapsed_s": elapsed_s, "latencies_ms": latencies}
 
 
+def ready(request, token):
+    started = time.perf_counter()
+    for target in request["targets"]:
+        while True:
+            connection = Connection(target, request["port"], token)
+            try:
+                connection.health()
+                break
+            except (OSError, RuntimeError, http.client.HTTPException):
+                if time.perf_counter() - started > request["timeout_s"]:
+                    raise
+                time.sleep(0.1)
+            finally:
+                connection.http.close()
+    return {"waited_s": time.perf_counter() - started}
+
+
 def main():
     request = json.loads(sys.argv[1])
     token = os.environ.get(request["token_env"])
     if not token:
         sys.exit(f"no executor token in ${request['token_env']} in this container")
-    modes = {"latency": latency, "throughput": throughput}
+    modes = {"latency": latency, "throughput": throughput, "ready": ready}
     print(json.dumps(modes[request["mode"]](request, token)))
 
 

@@ -98,6 +98,73 @@ def interpreter_floor(client, container: str, runs: int, warmup: int) -> list[fl
     return _exec_json(client, container, argv, "the interpreter-floor loop")
 
 
+# --- what each containment feature of a job costs, measured alone inside a running executor ------------
+
+# Runs inside the executor container (its user, seccomp profile and limits, as the floor's driver). Three
+# costs, each the median of alternating rounds: (1) job-launch's stacked seccomp filter, per system call it
+# names: a loop of getrlimit() (prlimit64, which it inspects) under job-launch against the same loop
+# without it (the container's profile alone). Calls it does not name cost nothing: the kernel caches, per
+# system call, that a filter allows it whatever its arguments, and skips it. (2) The nested, scoped
+# Landlock domain a forked job enters: landlock_create_ruleset + landlock_restrict_self + close, timed in
+# children of a process job-launch started. (3) job-launch itself per cold start (exec, limits,
+# oom_score_adj, Landlock rules, filter): `job-launch ... -- /bin/true` against `/bin/true`.
+_CONTAINMENT_DRIVER = r"""
+import ctypes, json, os, statistics, subprocess, sys, time
+rounds = int(sys.argv[1])
+launcher = "/opt/executor/bin/job-launch"
+def launched(argv):
+    return [launcher, "64", "61", "1024", "0", "-w", "/tmp", "--", *argv]
+loop = ("import resource, time\nn = 200000\nt = time.perf_counter_ns()\nfor _ in range(n):\n"
+        "    resource.getrlimit(resource.RLIMIT_NOFILE)\nprint((time.perf_counter_ns() - t) / n)")
+domain = (
+    "import ctypes, os, time\nsyscall = ctypes.CDLL(None).syscall\nsyscall.restype = ctypes.c_long\n"
+    "attr = (ctypes.c_uint64 * 3)(0, 0, 3)\nsyscall(39)\nsamples = []\n"
+    "for _ in range(200):\n"
+    "    r, w = os.pipe()\n"
+    "    if os.fork() == 0:\n"
+    "        ok, spent = True, 0\n"
+    "        for _ in range(2):  # the second: without the first's copy-on-write faults of this code path\n"
+    "            t = time.perf_counter_ns()\n"
+    "            fd = syscall(444, attr, 24, 0)\n"
+    "            ok = ok and fd >= 0 and syscall(446, fd, 0) == 0\n"
+    "            os.close(fd)\n"
+    "            spent = (time.perf_counter_ns() - t) / 1000\n"
+    "        os.write(w, str(spent if ok else -1).encode())\n"
+    "        os._exit(0)\n"
+    "    os.close(w)\n    samples.append(float(os.read(r, 64)))\n    os.close(r)\n    os.wait()\n"
+    "samples.sort()\nprint(samples[len(samples) // 2])")
+def number(argv):
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{argv[-1][:40]!r}: exit {done.returncode}, {done.stderr[-500:]}")
+    return float(done.stdout)
+def spawn_us(argv):
+    started = time.perf_counter_ns()
+    subprocess.run(argv, check=True)
+    return (time.perf_counter_ns() - started) / 1000
+filtered, plain, domains, launches, bare = [], [], [], [], []
+for _ in range(rounds):
+    filtered.append(number(launched([sys.executable, "-S", "-c", loop])))
+    plain.append(number([sys.executable, "-S", "-c", loop]))
+    domains.append(number(launched([sys.executable, "-S", "-c", domain])))
+    for _ in range(20):
+        launches.append(spawn_us(launched(["/bin/true"])))
+        bare.append(spawn_us(["/bin/true"]))
+if min(domains) < 0:
+    sys.exit("the scoped Landlock domain could not be entered (Landlock ABI < 6?)")
+median = statistics.median
+print(json.dumps({"filter_ns_per_syscall": median(filtered) - median(plain), "syscall_ns": median(plain),
+                  "nested_domain_us": median(domains), "launcher_us": median(launches) - median(bare)}))
+"""
+
+
+def containment_costs(client, container: str, rounds: int) -> dict[str, float]:
+    """The costs of job-launch's seccomp filter, a forked job's nested Landlock domain and job-launch itself,
+    timed inside ``container`` (see _CONTAINMENT_DRIVER)."""
+    return _exec_json(client, container, ["python3", "-c", _CONTAINMENT_DRIVER, str(rounds)],
+                      "the containment-cost loop")
+
+
 # --- the baseline: one hardened `docker run --rm` per job ----------------------------------------
 
 
@@ -118,9 +185,17 @@ def oneshot_plan(inspected: dict[str, Any], name: str) -> OneShotPlan:
     memory/CPU/nproc limits, tmpfs and logging; no network, restart policy, healthcheck, service or
     environment: it runs ``python3 -c 'print(1)'`` and exits.
     """
-    host, config = inspected["HostConfig"], inspected["Config"]
-    host_config = {
-        "network_mode": "none", "read_only": bool(host.get("ReadonlyRootfs")),
+    host_config = {"network_mode": "none", **_hardening(inspected["HostConfig"])}
+    return OneShotPlan(name=name, image=inspected["Image"], host_config={k: v for k, v in host_config.items()
+                                                                           if v not in (None, [], {})},
+                       create={"name": name, "command": PYTHON_ARGV, "user": inspected["Config"].get("User") or "",
+                               "labels": {ONESHOT_LABEL: "oneshot"}})
+
+
+def _hardening(host: dict[str, Any]) -> dict[str, Any]:
+    """What a container of the stack is confined and limited by, from its ``docker inspect`` HostConfig."""
+    return {
+        "read_only": bool(host.get("ReadonlyRootfs")),
         "cap_drop": host.get("CapDrop") or [], "cap_add": host.get("CapAdd") or [],
         "security_opt": host.get("SecurityOpt") or [], "dns": host.get("Dns") or [],
         "dns_opt": host.get("DnsOptions") or [], "dns_search": host.get("DnsSearch") or [],
@@ -130,10 +205,35 @@ def oneshot_plan(inspected: dict[str, Any], name: str) -> OneShotPlan:
         "log_config": host.get("LogConfig"), "init": bool(host.get("Init")),
         "privileged": bool(host.get("Privileged")),
     }
-    return OneShotPlan(name=name, image=inspected["Image"], host_config={k: v for k, v in host_config.items()
-                                                                           if v not in (None, [], {})},
-                       create={"name": name, "command": PYTHON_ARGV, "user": config.get("User") or "",
-                               "labels": {ONESHOT_LABEL: "oneshot"}})
+
+
+def variant_plan(inspected: dict[str, Any], name: str, uid: int, environment: dict[str, str],
+                 image: str | None = None) -> OneShotPlan:
+    """A long-running copy of the stack's executor (``docker inspect``) for comparing settings or builds
+    side by side: the same hardening, limits, mounts, network and environment but ``environment``'s
+    changes, its own UID (the nproc ulimit counts per UID), and optionally another image."""
+    from docker.types import Mount
+
+    config, host = inspected["Config"], inspected["HostConfig"]
+    env = dict(item.split("=", 1) for item in config.get("Env") or [])
+    env.update(environment)
+    gid = (config.get("User") or f"{uid}:{uid}").partition(":")[2] or str(uid)
+    mounts = [Mount(target=m["Target"], source=m["Source"], type=m["Type"], read_only=bool(m.get("ReadOnly")))
+              for m in host.get("Mounts") or []]
+    network = next(iter(inspected["NetworkSettings"]["Networks"]))  # an executor's only network
+    host_config = {"network_mode": network, "mounts": mounts, **_hardening(host)}
+    return OneShotPlan(name=name, image=image or inspected["Image"],
+                       host_config={k: v for k, v in host_config.items() if v not in (None, [], {})},
+                       create={"name": name, "user": f"{uid}:{gid}", "environment": env,
+                               "labels": {ONESHOT_LABEL: "variant"}})
+
+
+def start_variant(client, plan: OneShotPlan) -> str:
+    """Create and start a variant executor; its id. remove_oneshots() removes it (and any left over)."""
+    ident = client.api.create_container(image=plan.image, host_config=client.api.create_host_config(**plan.host_config),
+                                        **plan.create)["Id"]
+    client.api.start(ident)
+    return ident
 
 
 def docker_run_argv(plan: OneShotPlan, seccomp_file: Path) -> list[str]:
@@ -222,7 +322,8 @@ def docker_run_api(client, plan: OneShotPlan) -> float:
 
 
 def remove_oneshots(client) -> int:
-    """Remove one-job containers an interrupted run left behind; how many there were."""
+    """Remove one-job containers and variant executors (a run's, or ones an interrupted run left behind);
+    how many there were."""
     leftovers = client.api.containers(all=True, filters={"label": ONESHOT_LABEL})
     for info in leftovers:
         client.api.remove_container(info["Id"], force=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks: the executor against a bare interpreter and against one `docker run` per job, and the stack.
 
-    python bench/run.py [--json] [--quick]
+    python bench/run.py [--json] [--quick] [--no-variants] [--executor-image LABEL=IMAGE]...
 
 Deploys the committed ``ci`` stack's settings with the Pulumi CLI (``pulumi up`` on a copy of the
 project, tests/support/pulumi_cli.py) under the stack name ``bench``, measures, and destroys it again,
@@ -10,6 +10,10 @@ image (scripts/make-base-image), the Pulumi toolchain (scripts/pulumi-toolchain,
 OPENCODE_SANDBOX_PULUMI_BIN, or a Pulumi install on PATH) and, as the ci stack does,
 ~/.cache/opencode-sandbox/extra-ca.pem (scripts/extra-ca-from-host). Progress goes to stderr; stdout gets a table, or with ``--json``
 one JSON object. ``--quick`` is a smoke run with small samples: its figures mean nothing.
+The stack's executors start Python jobs as the stack configures them (EXECUTOR_PRESTART=fork by default);
+copies of its first executor with EXECUTOR_PRESTART=python and =none (``--no-variants``: not), and with
+any ``--executor-image`` build, are measured in the same run, two of each beside the stack on its network,
+in rounds interleaved with the stack's own executors.
 Nothing here asserts a time: the exit status is non-zero only when a measurement could not be
 taken. What each figure measures is in the README's "Performance" section and bench/measure.py.
 """
@@ -17,6 +21,7 @@ taken. What each figure measures is in the README's "Performance" section and be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -47,6 +52,14 @@ SETTINGS_FROM = "ci"
 #: The executors' UIDs: their own range, since RLIMIT_NPROC counts per UID across the host.
 BENCH_EXECUTOR_UID_BASE = 20100
 CONCURRENCY = (1, 4, 16)
+#: Executors measured beside the stack's own (EXECUTOR_PRESTART=fork, the default), in the same run: copies of
+#: its first executor (bench/measure.py variant_plan), two of each, with one setting changed; --executor-image
+#: adds copies running another build. Their UIDs follow the stack's executors'.
+SETTING_VARIANTS = (("python", {"EXECUTOR_PRESTART": "python"}), ("none", {"EXECUTOR_PRESTART": "none"}))
+#: The stack's own executors in the variants' table.
+REFERENCE = "stack"
+VARIANT_UID_BASE = BENCH_EXECUTOR_UID_BASE + 16
+VARIANT_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -58,15 +71,19 @@ class Samples:
     docker_runs: int
     docker_warmup: int
     throughput_jobs: int
+    containment_rounds: int
+    variant_rounds: int
     mocks_passes: int
     policy_pack_starts: int
     policy_warm_repeats: int
 
 
 FULL = Samples(latency_runs=500, latency_warmup=20, floor_runs=300, floor_warmup=10, docker_runs=30,
-               docker_warmup=2, throughput_jobs=400, mocks_passes=5, policy_pack_starts=5, policy_warm_repeats=20)
+               docker_warmup=2, throughput_jobs=400, containment_rounds=9, variant_rounds=5, mocks_passes=5,
+               policy_pack_starts=5, policy_warm_repeats=20)
 QUICK = Samples(latency_runs=30, latency_warmup=3, floor_runs=20, floor_warmup=2, docker_runs=3,
-                docker_warmup=1, throughput_jobs=24, mocks_passes=2, policy_pack_starts=1, policy_warm_repeats=2)
+                docker_warmup=1, throughput_jobs=24, containment_rounds=1, variant_rounds=1, mocks_passes=2,
+                policy_pack_starts=1, policy_warm_repeats=2)
 
 #: (aim, figure, comparison, target): reported as met or missed, never asserted.
 AIMS = (
@@ -111,6 +128,16 @@ def bench_overrides(project_dir: Path) -> dict[str, Any]:
     return {"workspace": workspace, "model": model, "executors": executors}
 
 
+def prepare_project_dir(project: Path, user: dict[str, int] | None) -> None:
+    """The benchmark's (empty) project, as a developer's must be: the workspace's user owns it, and the
+    executors, which mount it read-only under UIDs of their own, can read it (o+rX). The stack would create
+    a missing one 0750."""
+    project.mkdir(mode=0o755)
+    project.chmod(0o755)
+    if os.geteuid() == 0 and user:
+        os.chown(project, user["uid"], user["gid"])
+
+
 def image_sizes(client, stack: str) -> dict[str, float]:
     """Size in MB (10^6 B) of each image the stack built."""
     sizes = {}
@@ -121,11 +148,13 @@ def image_sizes(client, stack: str) -> dict[str, float]:
 
 
 def flat_config(overrides: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested settings as the `pulumi config set --path` keys and values they are."""
+    """Nested settings as the `pulumi config set --path` keys and values they are (lists item by item)."""
     flat = {}
     for key, value in overrides.items():
         if isinstance(value, dict):
             flat.update(flat_config(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            flat.update(flat_config({f"{key}[{index}]": item for index, item in enumerate(value)}, prefix))
         else:
             flat[f"{prefix}{key}"] = str(value)
     return flat
@@ -160,7 +189,14 @@ def _r(value: float, digits: int = 2) -> float:
     return round(value, digits)
 
 
-def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    environment: dict[str, str]
+    image: str | None = None
+
+
+def run(samples: Samples, client, scratch: Path, variants: tuple[Variant, ...] = ()) -> dict[str, Any]:
     """Every measurement; ``scratch`` (empty, reachable by the roles' users) holds what the program creates."""
     figures: dict[str, Any] = {}
     home = scratch / "home"
@@ -184,8 +220,9 @@ def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
     # The ci stack's settings under a name of its own: container, network and image names and labels
     # follow the stack's name, so the benchmark never touches a ci stack that a test session or a
     # developer has running.
-    pulumi_cli.init_stack(BENCH_STACK, settings_from=SETTINGS_FROM,
-                          set_config=flat_config(bench_overrides(scratch / "project")))
+    overrides = bench_overrides(scratch / "project")
+    prepare_project_dir(scratch / "project", overrides["workspace"].get("user"))
+    pulumi_cli.init_stack(BENCH_STACK, settings_from=SETTINGS_FROM, set_config=flat_config(overrides))
     up = False
     try:
         log(f"stack up: `pulumi up` of the {SETTINGS_FROM} stack's settings as stack {BENCH_STACK!r}, "
@@ -201,7 +238,7 @@ def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
         pulumi_cli.run(*pulumi_args("drift.yml"), "--stack", BENCH_STACK)
         figures["stack_refresh_preview_s"] = _r(time.perf_counter() - started)
         figures["image_sizes_mb"] = {name: _r(size, 1) for name, size in image_sizes(client, BENCH_STACK).items()}
-        figures.update(_executor_figures(samples, client, executor_pool(pulumi_cli.outputs(BENCH_STACK))))
+        figures.update(_executor_figures(samples, client, executor_pool(pulumi_cli.outputs(BENCH_STACK)), variants))
     finally:
         if up:
             started = time.perf_counter()
@@ -210,7 +247,7 @@ def run(samples: Samples, client, scratch: Path) -> dict[str, Any]:
     return figures
 
 
-def _executor_figures(samples: Samples, client, pool: ExecutorPool) -> dict[str, Any]:
+def _executor_figures(samples: Samples, client, pool: ExecutorPool, variants: tuple[Variant, ...]) -> dict[str, Any]:
     from components.executors import SHARED_ALIAS
 
     figures: dict[str, Any] = {}
@@ -220,6 +257,12 @@ def _executor_figures(samples: Samples, client, pool: ExecutorPool) -> dict[str,
     floor = summary(measure.interpreter_floor(client, first, samples.floor_runs, samples.floor_warmup))
     figures.update(interpreter_p50_ms=_r(floor["p50"]), interpreter_p95_ms=_r(floor["p95"]),
                    interpreter_runs=floor["n"])
+
+    log(f"containment costs: job-launch's seccomp filter, a forked job's nested Landlock domain, job-launch "
+        f"itself ({samples.containment_rounds} rounds inside {first})")
+    costs = measure.containment_costs(client, first, samples.containment_rounds)
+    figures.update(filter_ns_per_syscall=_r(costs["filter_ns_per_syscall"], 1), syscall_ns=_r(costs["syscall_ns"], 1),
+                   nested_domain_us=_r(costs["nested_domain_us"], 1), launcher_us=_r(costs["launcher_us"]))
 
     log(f"executor API: {samples.latency_runs} sequential POST /v1/run of print(1), {pool.workspace} -> {first}")
     sequential = measure.workspace_client(client, pool.workspace, pool.request(
@@ -261,6 +304,56 @@ def _executor_figures(samples: Samples, client, pool: ExecutorPool) -> dict[str,
                    docker_api_run_p50_ms=_r(docker_api["p50"]), docker_runs=docker_cli["n"])
     figures["speedup_vs_docker_run"] = _r(docker_cli["p50"] / latency["p50"], 2)
     figures["speedup_vs_docker_api_run"] = _r(docker_api["p50"] / latency["p50"], 2)
+
+    if variants:
+        log(f"variants: two copies of {first} each ({', '.join(v.label for v in variants)}), measured with the "
+            f"stack's own executors (label {REFERENCE!r}) in {samples.variant_rounds} interleaved rounds: "
+            f"{samples.latency_runs} sequential jobs and {samples.throughput_jobs} at concurrency "
+            f"{VARIANT_CONCURRENCY} each in all")
+        figures["variants"] = _variant_figures(samples, client, pool, executor, variants)
+        for entry in figures["variants"].values():
+            entry["vs_interpreter"] = _r(entry["p50_ms"] / floor["p50"], 3)
+    return figures
+
+
+def _variant_figures(samples: Samples, client, pool: ExecutorPool, executor: dict[str, Any],
+                     variants: tuple[Variant, ...]) -> dict[str, dict[str, Any]]:
+    """Every variant's pair started at once and measured round by round with the stack's executors, so that
+    a change of the machine's load during the run weighs on all of them alike."""
+    pairs = {REFERENCE: pool.executors[:2]}
+    for variant in variants:
+        pairs[variant.label] = tuple(f"{BENCH_STACK}-variant-{variant.label}-{n}" for n in range(2))
+    runs, jobs = samples.latency_runs // samples.variant_rounds, samples.throughput_jobs // samples.variant_rounds
+    collected = {label: {"run": [], "job": [], "elapsed_s": 0.0} for label in pairs}
+    try:
+        for index, variant in enumerate(variants):
+            for number, name in enumerate(pairs[variant.label]):
+                uid = VARIANT_UID_BASE + 2 * index + number
+                measure.start_variant(client, measure.variant_plan(executor, name, uid, variant.environment,
+                                                                   variant.image))
+        everything = tuple(name for names in pairs.values() for name in names)
+        measure.workspace_client(client, pool.workspace, pool.request("ready", everything, timeout_s=60))
+        for _round in range(samples.variant_rounds):
+            for label, names in pairs.items():
+                sequential = measure.workspace_client(client, pool.workspace, pool.request(
+                    "latency", names[:1], runs=runs, warmup=samples.latency_warmup))
+                parallel = measure.workspace_client(client, pool.workspace, pool.request(
+                    "throughput", names, jobs=jobs, concurrency=VARIANT_CONCURRENCY))
+                collected[label]["run"] += sequential["run"]
+                collected[label]["job"] += sequential["job"]
+                collected[label]["elapsed_s"] += parallel["elapsed_s"]
+    finally:
+        for label, names in pairs.items():
+            for name in names if label != REFERENCE else ():
+                with contextlib.suppress(Exception):
+                    client.api.remove_container(name, force=True)
+    figures = {}
+    for label, found in collected.items():
+        latency, job = summary(found["run"]), summary(found["job"])
+        throughput = jobs * samples.variant_rounds / found["elapsed_s"]
+        figures[label] = {"p50_ms": _r(latency["p50"]), "p95_ms": _r(latency["p95"]), "p99_ms": _r(latency["p99"]),
+                          "job_p50_ms": _r(job["p50"]), "job_p95_ms": _r(job["p95"]),
+                          f"jobs_per_s_c{VARIANT_CONCURRENCY}": _r(throughput, 1)}
     return figures
 
 
@@ -281,6 +374,10 @@ ROWS = (
     ("executor_health_p50_ms", "ms", "GET /health on the same connection: the HTTP path without a job"),
     ("interpreter_p50_ms", "ms", "python3 -c 'print(1)' fork/exec/wait timed inside an executor"),
     ("executor_vs_interpreter", "x", "executor p50 / interpreter p50"),
+    ("filter_ns_per_syscall", "ns", "job-launch's seccomp filter per call it inspects (getrlimit loop, +/- it)"),
+    ("syscall_ns", "ns", "one turn of that loop under the container's profile alone"),
+    ("nested_domain_us", "us", "a forked job's nested scoped Landlock domain: create + restrict + close"),
+    ("launcher_us", "us", "job-launch per cold start: job-launch ... -- /bin/true minus /bin/true"),
     ("docker_run_p50_ms", "ms", "hardened docker run --rm per job (CLI), network none"),
     ("docker_api_run_p50_ms", "ms", "the same through the Engine API (create/start/wait/logs/remove)"),
     ("speedup_vs_docker_run", "x", "docker run p50 / executor p50"),
@@ -318,6 +415,14 @@ def table(result: dict[str, Any]) -> str:
                  f"{result.get('throughput_jobs')} jobs per concurrency, policy {result.get('policy_pack_starts')} "
                  f"pack start(s) on {result.get('policy_stack')} ({result.get('policy_resources')} resources), "
                  f"mocks {result.get('mocks_passes')} passes")
+    variants = result.get("variants") or {}
+    if variants:
+        lines.append(f"variants (two copies of executor-0 each, interleaved with the stack's own ({REFERENCE}): "
+                     f"p50 / p95 / p99 ms, job p50 / p95 ms, jobs/s at c{VARIANT_CONCURRENCY}, p50 / floor")
+        for label, figures in variants.items():
+            lines.append(f"  {label:<{width}}  {figures['p50_ms']} / {figures['p95_ms']} / {figures['p99_ms']}, "
+                         f"{figures['job_p50_ms']} / {figures['job_p95_ms']}, "
+                         f"{figures[f'jobs_per_s_c{VARIANT_CONCURRENCY}']}, {figures['vs_interpreter']}x")
     lines.append("aims:")
     for aim, verdict in result["aims"].items():
         lines.append(f"  [{'met' if verdict['met'] else 'MISSED':>6}] {aim}: {verdict['value']} "
@@ -339,8 +444,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quick", action="store_true", help="a smoke run with tiny samples (figures mean nothing)")
+    parser.add_argument("--executor-image", action="append", default=[], metavar="LABEL=IMAGE",
+                        help="also measure copies of the stack's executor running IMAGE (e.g. a build without "
+                             "one of its containment features), reported as LABEL; repeatable")
+    parser.add_argument("--no-variants", action="store_true",
+                        help=f"skip the setting variants ({', '.join(label for label, _ in SETTING_VARIANTS)})")
     args = parser.parse_args()
     samples = QUICK if args.quick else FULL
+    variants = () if args.no_variants else tuple(Variant(label, env) for label, env in SETTING_VARIANTS)
+    for spec in args.executor_image:
+        label, _, image = spec.partition("=")
+        if not label or not image:
+            parser.error(f"--executor-image {spec!r}: give LABEL=IMAGE")
+        variants += (Variant(label, {}, image),)
 
     from tests.support.engine import engine_problem
     from tests.support.images import ImageBuildError, require_base_image
@@ -366,7 +482,7 @@ def main() -> int:
     scratch.chmod(0o755)  # the roles' non-root users must reach the stack's directories below it
     try:
         measure.remove_oneshots(client)
-        figures = run(samples, client, scratch)
+        figures = run(samples, client, scratch, variants)
     except (BenchError, PulumiError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -374,7 +490,7 @@ def main() -> int:
         # Whatever an interrupted or failed run left; a clean run leaves nothing for these to find.
         remove_stack(client, BENCH_STACK, log)
         if measure.remove_oneshots(client):
-            log("removed leftover one-job containers")
+            log("removed leftover one-job containers or variant executors")
         shutil.rmtree(scratch, ignore_errors=True)
     machine["load_average_end"] = [_r(v) for v in os.getloadavg()]
     result = {"mode": "quick" if args.quick else "full", "machine": machine, **figures, "aims": aims(figures)}

@@ -20,6 +20,7 @@ from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.security.catalog import Role
+from components.workspace import PROJECT_MOUNT
 from stacks.settings import ExecutorSettings
 
 EXECUTOR_PORT = 8080
@@ -34,6 +35,8 @@ class ExecutorPoolArgs:
     network: pulumi.Input[str]
     token: pulumi.Input[str]
     engine_api: ApiVersion
+    #: The agent's project on the host: bound read-only at the path the agent sees it at.
+    project_dir: str
 
 
 def token_digest(token: str) -> str:
@@ -72,7 +75,13 @@ class ExecutorPool(pulumi.ComponentResource):
                         "EXECUTOR_MAX_OUTPUT_BYTES": str(settings.max_output_bytes),
                         "EXECUTOR_MAX_SOURCE_BYTES": str(settings.max_source_bytes),
                         "EXECUTOR_JOB_NPROC": str(settings.job_nproc),
+                        "EXECUTOR_PROJECT_DIR": PROJECT_MOUNT,
+                        "EXECUTOR_TEST_COMMAND": settings.test_command,
                     },
+                    # The project tools' working directory; read-only (rule executor-mounts-read-only):
+                    # only the workspace writes the project.
+                    mounts=[docker.ContainerMountArgs(type="bind", source=args.project_dir, target=PROJECT_MOUNT,
+                                                      read_only=True)],
                     # The only place a job can write; emptied after every job.
                     tmpfs={"/tmp": Tmpfs(size_mb=settings.tmp_mb, max_inodes=settings.tmp_mb * 256)},
                     networks=[NetworkAttachment(args.network, aliases=(SHARED_ALIAS,))], engine_api=args.engine_api,

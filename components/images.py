@@ -43,6 +43,8 @@ class SandboxImagesArgs:
     build: tuple[str, ...]
     #: A pulled image (the model server's), pinned by the settings.
     pull: Mapping[str, str] = field(default_factory=dict)
+    #: Build arguments of one image beside the common ones, by image name.
+    image_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def image_labels(stack: str) -> dict[str, str]:
@@ -63,10 +65,7 @@ class SandboxImages(pulumi.ComponentResource):
             # Opt-in: only the build's fetch stage sees it, the final image never carries it.
             common_args["EXTRA_CA_CERTS"] = Path(args.settings.extra_ca_file).read_text()
         for image in args.build:
-            build_args = dict(common_args)
-            if image == "workspace":
-                build_args["OPENCODE_VERSION"] = args.settings.opencode_version
-                build_args["OPENCODE_INTEGRITY"] = args.settings.opencode_integrity
+            build_args = {**common_args, **args.image_args.get(image, {})}
             digest = context_digest(REPO_ROOT / IMAGES_CONTEXT / image, build_args)
             built = docker.RemoteImage(
                 f"{name}-{image}",

@@ -1,10 +1,11 @@
 """The model server: vLLM on the GPU, or (ci stack only) a scripted CPU test double.
 
-Either way it listens on port 8000 of the internal model network, speaks the
-OpenAI API under ``/v1``, and demands the stack's model API key. It has no host
-port (the model API is published on 127.0.0.1 only through an ingress gateway,
-when ``model.host_port`` asks) and no route out: vLLM loads weights from the
-cache directory, fetched beforehand.
+Either way it listens on port 8000 of the internal ``model-upstream`` network, speaks the
+OpenAI API under ``/v1``, and demands the stack's model API key. Only the model gateway
+(components.model_gateway), which holds the key, reaches it there: the workspace is not on that
+network. It has no host port (the model API is published on 127.0.0.1 only through an ingress
+gateway on the same network, when ``model.host_port`` asks) and no route out: vLLM loads weights
+from the cache directory, fetched beforehand.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ModelServerArgs:
     settings: VllmModel | TestDoubleModel
     user: UserIds
     image: pulumi.Input[str]
+    #: The model-upstream network (the model gateway's, and the model-API ingress gateway's).
     network: pulumi.Input[str]
     api_key: pulumi.Input[str]
     engine_api: ApiVersion
@@ -44,7 +46,7 @@ class ModelServerArgs:
 class ModelServer(pulumi.ComponentResource):
     container: docker.Container
     container_name: str
-    #: The OpenAI-compatible base URL inside the model network.
+    #: The OpenAI-compatible base URL inside the model-upstream network: the model gateway's upstream.
     base_url: str
     served_model_name: str
 

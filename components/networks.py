@@ -1,12 +1,18 @@
 """The stack's networks: exactly the paths the design needs, and no others.
 
-- ``model``    (internal): workspace <-> model server (and the model's ingress gateway, if published)
-- ``executor`` (internal): workspace <-> executors; an executor can reach nothing but the workspace's calls
-- ``ingress``  (internal): ingress gateway <-> workspace (the web UI)
-- ``edge``     (not internal): the ingress gateways' side where ports are published on 127.0.0.1;
+Which networks there are, whether each is internal and which roles join it is stated once, in
+``components.security.catalog.NETWORKS``:
+
+- ``model``          (internal): workspace <-> model gateway (OpenAI API, no key in the workspace)
+- ``model-upstream`` (internal, in-stack model only): model gateway <-> model server (and the
+  model's ingress gateway, if published); the workspace is not on it
+- ``executor``       (internal): workspace <-> executors; an executor can reach nothing but the workspace's calls
+- ``ingress``        (internal): ingress gateway <-> workspace (the web UI)
+- ``edge``           (not internal): the ingress gateways' side where ports are published on 127.0.0.1;
   IP masquerading is off, so nothing on it is NATed to the outside
-- ``egress``   (internal): workspace <-> egress gateway (the audited proxy)
-- ``outside``  (not internal): the egress gateway's route out
+- ``egress``         (internal): the workspace (``egress.allow``) and the model gateway (an external
+  model) <-> egress gateway (the audited proxy)
+- ``outside``        (not internal): the egress gateway's route out
 
 Internal networks have no route off the host, and a container only on internal
 networks cannot publish a port: hence the gateways (catalog rule
@@ -23,19 +29,29 @@ import pulumi
 import pulumi_docker as docker
 
 from components.naming import docker_name
-from components.security.catalog import INTERNAL_NETWORK_OPTIONS
+from components.security.catalog import INTERNAL_NETWORK_OPTIONS, NETWORKS
 from components.security.spec import LABEL_STACK
+
+#: The label naming a network's purpose (a key of catalog.NETWORKS).
+LABEL_NETWORK = "opencode-sandbox.network"
+#: The edge network publishes on 127.0.0.1 and NATs nothing to the outside.
+EDGE_OPTIONS = {
+    "com.docker.network.bridge.enable_ip_masquerade": "false",
+    "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+}
 
 
 @dataclass(frozen=True)
 class SandboxNetworksArgs:
     stack: str
-    with_model_network: bool
+    #: An in-stack model server (vLLM, the test double): the model gateway reaches it on model-upstream.
+    with_model_upstream: bool
     with_egress: bool
 
 
 class SandboxNetworks(pulumi.ComponentResource):
-    model: docker.Network | None
+    model: docker.Network
+    model_upstream: docker.Network | None
     executor: docker.Network
     ingress: docker.Network
     edge: docker.Network
@@ -46,25 +62,25 @@ class SandboxNetworks(pulumi.ComponentResource):
         super().__init__("opencode-sandbox:index:SandboxNetworks", name, None, opts)
         self._stack = args.stack
         self._name = name
-        self.model = self._network("model", internal=True) if args.with_model_network else None
-        self.executor = self._network("executor", internal=True)
-        self.ingress = self._network("ingress", internal=True)
-        self.edge = self._network("edge", internal=False, options={
-            "com.docker.network.bridge.enable_ip_masquerade": "false",
-            "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
-        })
-        self.egress = self._network("egress", internal=True) if args.with_egress else None
-        self.outside = self._network("outside", internal=False) if args.with_egress else None
+        self.model = self._network("model")
+        self.model_upstream = self._network("model-upstream") if args.with_model_upstream else None
+        self.executor = self._network("executor")
+        self.ingress = self._network("ingress")
+        self.edge = self._network("edge", options=EDGE_OPTIONS)
+        self.egress = self._network("egress") if args.with_egress else None
+        self.outside = self._network("outside") if args.with_egress else None
         self.register_outputs({
             "names": {key: net.name for key, net in self.all().items()},
         })
 
     def all(self) -> dict[str, docker.Network]:
-        candidates = {"model": self.model, "executor": self.executor, "ingress": self.ingress, "edge": self.edge,
-                      "egress": self.egress, "outside": self.outside}
+        """purpose -> network, for the networks this stack has."""
+        candidates = {"model": self.model, "model-upstream": self.model_upstream, "executor": self.executor,
+                      "ingress": self.ingress, "edge": self.edge, "egress": self.egress, "outside": self.outside}
         return {key: net for key, net in candidates.items() if net is not None}
 
-    def _network(self, purpose: str, internal: bool, options: dict[str, str] | None = None) -> docker.Network:
+    def _network(self, purpose: str, options: dict[str, str] | None = None) -> docker.Network:
+        internal = NETWORKS[purpose].internal
         if internal:
             # No host address on the bridge: the host is unreachable from the network
             # (catalog rule internal-networks-unaddressed).
@@ -78,7 +94,7 @@ class SandboxNetworks(pulumi.ComponentResource):
             options=options,
             labels=[
                 docker.NetworkLabelArgs(label=LABEL_STACK, value=self._stack),
-                docker.NetworkLabelArgs(label="opencode-sandbox.network", value=purpose),
+                docker.NetworkLabelArgs(label=LABEL_NETWORK, value=purpose),
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -2,7 +2,9 @@
 
 The workspace receives it as ``OPENCODE_CONFIG_CONTENT``, so nothing is written
 to the read-only image. Secrets never appear in it: OpenCode substitutes
-``{env:NAME}`` from the container's environment.
+``{env:NAME}`` from the container's environment (the executor token). The model API key is not
+even in that environment: the provider points at the model gateway (components.model_gateway),
+which adds the key, and carries a fixed placeholder instead (:data:`MODEL_API_KEY_PLACEHOLDER`).
 
 The config also locks the agent down (OpenCode 1.18.34 semantics): its ``permission``
 starts with ``"*": "deny"`` and then allows only the file tools and the executor tools;
@@ -23,7 +25,10 @@ from dataclasses import dataclass
 
 PROVIDER_ID = "sandbox"
 EXECUTOR_MCP_NAME = "executor"
-MODEL_API_KEY_ENV = "MODEL_API_KEY"
+#: The provider's ``apiKey``: NOT a secret. OpenCode's openai-compatible provider sends
+#: ``Authorization: Bearer <apiKey>``; the model gateway removes it and adds the stack's key, which
+#: the workspace never holds. A fixed value keeps OpenCode from looking for a key anywhere else.
+MODEL_API_KEY_PLACEHOLDER = "not-a-secret-the-model-gateway-adds-the-key"
 EXECUTOR_TOKEN_ENV = "EXECUTOR_TOKEN"
 
 
@@ -56,7 +61,7 @@ CONFIG_HOME = "/etc/opencode-sandbox/xdg"
 
 @dataclass(frozen=True)
 class OpenCodeConfigArgs:
-    #: OpenAI-compatible base URL as the workspace reaches it (ends in /v1).
+    #: OpenAI-compatible base URL as the workspace reaches it: the model gateway's (ends in /v1).
     model_base_url: str
     model_id: str
     #: The executors' MCP endpoint (streamable HTTP) as the workspace reaches it.
@@ -90,7 +95,7 @@ def opencode_config(args: OpenCodeConfigArgs) -> dict:
                 "name": "opencode-sandbox model",
                 "options": {
                     "baseURL": args.model_base_url,
-                    "apiKey": f"{{env:{MODEL_API_KEY_ENV}}}",
+                    "apiKey": MODEL_API_KEY_PLACEHOLDER,
                 },
                 "models": {args.model_id: {"name": args.model_id, "tool_call": True}},
             }

@@ -1,4 +1,4 @@
-"""The whole sandbox: networks, images, model server, executors, workspace and gateways."""
+"""The whole sandbox: networks, images, model server, model gateway, executors, workspace and gateways."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from components.egress_proxy import Destination
 from components.executors import SHARED_ALIAS, ExecutorPool, ExecutorPoolArgs
 from components.generated_secret import GeneratedSecret
 from components.gateways import EgressGateway, EgressGatewayArgs, IngressGateway, IngressGatewayArgs
-from components.host_dirs import ensure_directory, ensure_session_store
+from components.host_dirs import check_project_readable, ensure_directory, ensure_session_store
 from components.images import SandboxImages, SandboxImagesArgs
+from components.model_gateway import ModelGateway, ModelGatewayArgs
 from components.model_server import MODEL_PORT, ModelServer, ModelServerArgs
 from components.networks import SandboxNetworks, SandboxNetworksArgs
 from components.opencode_config import OpenCodeConfigArgs
@@ -35,7 +36,9 @@ class Sandbox(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         model = settings.model
         in_stack_model = not isinstance(model, ExternalModel)
-        with_egress = bool(settings.egress.allow) or isinstance(model, ExternalModel)
+        # The workspace goes out only for its allowlist; an external model is the model gateway's way out.
+        workspace_egress = bool(settings.egress.allow)
+        with_egress = workspace_egress or isinstance(model, ExternalModel)
         engine_api = settings.engine.api
 
         if not pulumi.runtime.is_dry_run():
@@ -50,18 +53,23 @@ class Sandbox(pulumi.ComponentResource):
         else:
             self.model_api_key = pulumi.Output.secret("")  # an external endpoint that wants no key
 
-        build = ["workspace", "executor", "ingress"]
+        build = ["workspace", "executor", "ingress", "model-gateway"]
         if with_egress:
             build.append("egress")
         if isinstance(model, TestDoubleModel):
             build.append("model-double")
         pull = {"model": model.image} if isinstance(model, VllmModel) else {}
         self.images = SandboxImages(f"{name}-images", SandboxImagesArgs(
-            stack=stack, settings=settings.images, build=tuple(build), pull=pull), child)
+            stack=stack, settings=settings.images, build=tuple(build), pull=pull,
+            image_args={
+                "workspace": {"OPENCODE_VERSION": settings.images.opencode_version,
+                              "OPENCODE_INTEGRITY": settings.images.opencode_integrity},
+                "executor": {"EXECUTOR_PACKAGES": " ".join(settings.executors.packages)},
+            }), child)
         refs = self.images.refs
 
         self.networks = SandboxNetworks(f"{name}-networks", SandboxNetworksArgs(
-            stack=stack, with_model_network=in_stack_model, with_egress=with_egress), child)
+            stack=stack, with_model_upstream=in_stack_model, with_egress=with_egress), child)
         nets = self.networks
 
         self.model_server = None
@@ -69,14 +77,14 @@ class Sandbox(pulumi.ComponentResource):
             self.model_server = ModelServer(f"{name}-model", ModelServerArgs(
                 stack=stack, settings=model, user=settings.model_user,
                 image=refs["model-double" if isinstance(model, TestDoubleModel) else "model"],
-                network=nets.model.name, api_key=self.model_api_key, engine_api=engine_api), child)
-            model_base_url, model_id = self.model_server.base_url, self.model_server.served_model_name
+                network=nets.model_upstream.name, api_key=self.model_api_key, engine_api=engine_api), child)
+            upstream_base_url, model_id = self.model_server.base_url, self.model_server.served_model_name
         else:
-            model_base_url, model_id = model.base_url, model.model
+            upstream_base_url, model_id = model.base_url, model.model
 
         self.executors = ExecutorPool(f"{name}-executors", ExecutorPoolArgs(
             stack=stack, settings=settings.executors, image=refs["executor"], network=nets.executor.name,
-            token=self.executor_token, engine_api=engine_api), child)
+            token=self.executor_token, engine_api=engine_api, project_dir=str(settings.workspace.project_dir)), child)
 
         self.egress = None
         if with_egress:
@@ -86,22 +94,28 @@ class Sandbox(pulumi.ComponentResource):
                 inside_network=nets.egress.name, outside_network=nets.outside.name,
                 allow=tuple(settings.egress.allow), destinations=destinations, engine_api=engine_api), child)
 
-        workspace_networks = [nets.executor.name]
-        if nets.model is not None:
-            workspace_networks.append(nets.model.name)
-        if nets.egress is not None:
+        # The only holder of the model API key, and the workspace's only way to the model: the in-stack
+        # server on model-upstream (which the workspace is not on), or the external one through egress.
+        upstream_network = nets.model_upstream if in_stack_model else nets.egress
+        self.model_gateway = ModelGateway(f"{name}-model-gateway", ModelGatewayArgs(
+            stack=stack, image=refs["model-gateway"], user=settings.gateways.model_gateway_user,
+            limits=settings.gateways.limits, upstream_base_url=upstream_base_url, api_key=self.model_api_key,
+            networks=[nets.model.name, upstream_network.name], engine_api=engine_api,
+            proxy_url=None if in_stack_model else self.egress.proxy_url), child)
+        model_base_url = self.model_gateway.base_url
+
+        workspace_networks = [nets.executor.name, nets.model.name]
+        if workspace_egress:
             workspace_networks.append(nets.egress.name)
-        in_stack_names = [SHARED_ALIAS, *self.executors.container_names]
-        if self.model_server is not None:
-            in_stack_names.append(self.model_server.container_name)
+        in_stack_names = [SHARED_ALIAS, *self.executors.container_names, self.model_gateway.container_name]
         self.workspace = Workspace(f"{name}-workspace", WorkspaceArgs(
             stack=stack, settings=settings.workspace, image=refs["workspace"],
             opencode=OpenCodeConfigArgs(model_base_url=model_base_url, model_id=model_id,
                                         executor_mcp_url=self.executors.mcp_url,
                                         executor_approval=settings.workspace.executor_approval),
             ingress_network=nets.ingress.name, networks=workspace_networks, web_password=self.web_password,
-            model_api_key=self.model_api_key, executor_token=self.executor_token, engine_api=engine_api,
-            proxy_url=self.egress.proxy_url if self.egress else None, no_proxy=in_stack_names),
+            executor_token=self.executor_token, engine_api=engine_api,
+            proxy_url=self.egress.proxy_url if workspace_egress else None, no_proxy=in_stack_names),
             pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]))
 
         gateway_limits = settings.gateways.limits
@@ -122,7 +136,7 @@ class Sandbox(pulumi.ComponentResource):
                 limits=gateway_limits,
                 target_host=self.model_server.container_name, target_port=MODEL_PORT, host_port=host_port,
                 host_ip=DEFAULT_PUBLISH_IP,
-                target_network=nets.model.name, edge_network=nets.edge.name, engine_api=engine_api),
+                target_network=nets.model_upstream.name, edge_network=nets.edge.name, engine_api=engine_api),
                 child)
 
         self.model_endpoint = model_base_url
@@ -140,7 +154,8 @@ class Sandbox(pulumi.ComponentResource):
     @staticmethod
     def _prepare_host_directories(settings: Settings) -> None:
         workspace = settings.workspace
-        ensure_directory(Path(workspace.project_dir), workspace.user)
+        ensure_directory(Path(workspace.project_dir), workspace.user, mode=0o755)
+        check_project_readable(Path(workspace.project_dir))
         if workspace.persist_sessions:
             ensure_session_store(Path(workspace.project_dir), workspace.user)
         if isinstance(settings.model, VllmModel):

@@ -20,7 +20,7 @@ from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.opencode_config import (
-    CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, MODEL_API_KEY_ENV, OpenCodeConfigArgs, opencode_config_json,
+    CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, OpenCodeConfigArgs, opencode_config_json,
 )
 from components.security.catalog import Role
 from stacks.settings import WorkspaceSettings
@@ -49,10 +49,9 @@ class WorkspaceArgs:
     opencode: OpenCodeConfigArgs
     #: The network the ingress gateway reaches the web UI through.
     ingress_network: pulumi.Input[str]
-    #: The networks the workspace reaches the model, the executors and the egress gateway on.
+    #: The networks the workspace reaches the model gateway, the executors and the egress gateway on.
     networks: Sequence[pulumi.Input[str]]
     web_password: pulumi.Input[str]
-    model_api_key: pulumi.Input[str]
     executor_token: pulumi.Input[str]
     engine_api: ApiVersion
     #: The egress gateway's proxy URL, when the workspace has a route out.
@@ -79,7 +78,6 @@ class Workspace(pulumi.ComponentResource):
             "OPENCODE_WEB_HOST": WEB_ALIAS,  # where the image's healthcheck finds the server
             "OPENCODE_CONFIG_CONTENT": opencode_config_json(args.opencode),
             "OPENCODE_SERVER_PASSWORD": args.web_password,
-            MODEL_API_KEY_ENV: args.model_api_key,
             EXECUTOR_TOKEN_ENV: args.executor_token,
             # No project config (its tools and plugins would run in the server), no self-update, no
             # catalog or language-server downloads, no external skills.

@@ -82,6 +82,20 @@ def _pinned_image(reference: str) -> str:
 
 PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
 
+#: Debian's package-name rule (lower case, digits, + - .; two characters or more), with an optional
+#: `=version`: nothing else reaches the executor image's apt-get command line.
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?")
+
+
+def _debian_package(entry: str) -> str:
+    if not _DEBIAN_PACKAGE.fullmatch(entry):
+        raise ValueError(f"{entry!r} is not a Debian package name (optionally name=version). "
+                         "Fix: use the name `apt-cache show` knows, e.g. python3-pytest or nodejs")
+    return entry
+
+
+DebianPackage = Annotated[str, AfterValidator(_debian_package)]
+
 
 class UserIds(_Strict):
     """A numeric, non-root identity a container runs as."""
@@ -215,6 +229,21 @@ class ExecutorSettings(_Strict):
     max_timeout_s: float = Field(default=60, gt=0)
     max_output_bytes: int = Field(default=1024 * 1024, gt=0)
     max_source_bytes: int = Field(default=256 * 1024, gt=0)
+    #: Debian packages (bookworm) installed into the executor image for jobs, e.g. python3-pytest,
+    #: nodejs, npm, make, git: the reviewed way a toolchain reaches the sandbox (nothing is installed
+    #: at run time; jobs have no network). `name` or `name=version`.
+    packages: list[DebianPackage] = Field(default_factory=list, max_length=64)
+    #: What the executor tool run_tests runs in the project (a POSIX sh command line).
+    test_command: str = Field(default="python3 -m pytest", min_length=1, max_length=4096)
+
+    @field_validator("packages")
+    @classmethod
+    def _unique_packages(cls, packages: list[str]) -> list[str]:
+        seen = [name.split("=")[0] for name in packages]
+        twice = sorted({name for name in seen if seen.count(name) > 1})
+        if twice:
+            raise ValueError(f"packages lists {', '.join(twice)} more than once. Fix: keep one entry each")
+        return packages
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -234,7 +263,8 @@ class ExecutorSettings(_Strict):
 
 class GatewaySettings(_Strict):
     #: The egress gateway runs as uid_base, the web ingress as uid_base + 1, the model-API ingress as
-    #: uid_base + 2: one UID each, so that no gateway can use up another's process budget.
+    #: uid_base + 2, the model gateway as uid_base + 3: one UID each, so that no gateway can use up
+    #: another's process budget.
     uid_base: int = Field(default=10001, gt=0, lt=2**31 - 8)
     gid: int = Field(default=10001, gt=0)
     limits: Limits = Limits(memory_mb=128, cpus=0.5, nproc=128)
@@ -252,8 +282,12 @@ class GatewaySettings(_Strict):
         return UserIds(uid=self.uid_base + 2, gid=self.gid)
 
     @property
+    def model_gateway_user(self) -> UserIds:
+        return UserIds(uid=self.uid_base + 3, gid=self.gid)
+
+    @property
     def uids(self) -> range:
-        return range(self.uid_base, self.uid_base + 3)
+        return range(self.uid_base, self.uid_base + 4)
 
 
 class VllmModel(_Strict):
@@ -328,6 +362,16 @@ class EgressSettings(_Strict):
     limits: Limits = Limits(memory_mb=256, cpus=0.5, nproc=256)
 
 
+class TaskSettings(_Strict):
+    """Limits of the autonomous task mode (``scripts/task``, operate/task.py): read by that host-side
+    command from this stack's file, not by the program, which declares nothing from them."""
+
+    #: Wall-clock seconds a task may run before it is stopped.
+    timeout_s: float = Field(default=1800, gt=0)
+    #: Model steps (OpenCode's ``step_start`` events: one model call each) a task may take.
+    max_steps: int = Field(default=100, gt=0)
+
+
 class Settings(_Strict):
     stack: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     images: ImageSettings
@@ -337,6 +381,7 @@ class Settings(_Strict):
     gateways: GatewaySettings = GatewaySettings()
     egress: EgressSettings = EgressSettings()
     engine: EngineSettings = EngineSettings()
+    task: TaskSettings = TaskSettings()
 
     @field_validator("egress", mode="before")
     @classmethod

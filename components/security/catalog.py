@@ -30,11 +30,49 @@ class Role(str, Enum):
     EXECUTOR = "executor"
     INGRESS_GATEWAY = "ingress-gateway"
     EGRESS_GATEWAY = "egress-gateway"
+    #: Holds the model API key and adds it to the workspace's model requests (images/model-gateway).
+    MODEL_GATEWAY = "model-gateway"
 
 
-#: Roles whose job is to cross the boundary; the only ones allowed on non-internal networks.
-GATEWAY_ROLES = frozenset({Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value})
 ALL_ROLES = frozenset(role.value for role in Role)
+
+
+@dataclass(frozen=True)
+class NetworkDesign:
+    """One of the stack's networks: whether it routes nowhere (internal), who joins it, and why."""
+
+    internal: bool
+    roles: frozenset[str]
+    path: str
+
+
+#: The stack's networks by purpose (their ``opencode-sandbox.network`` label), stated once:
+#: components.networks creates them from this table (a stack only the ones it has a path for), the
+#: policy pack and the runtime checks judge by it (INTENDED_NETWORK_PEERS, GATEWAY_ROLES) and the
+#: README's networks table says the same. The workspace and the model server never meet: the model
+#: gateway, which alone holds the model API key, stands between them.
+NETWORKS: Mapping[str, NetworkDesign] = {
+    "model": NetworkDesign(True, frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value}),
+                           "the workspace → the model gateway: the OpenAI API, with no key"),
+    "model-upstream": NetworkDesign(
+        True, frozenset({Role.MODEL_GATEWAY.value, Role.MODEL.value, Role.INGRESS_GATEWAY.value}),
+        "the model gateway → the in-stack model server, with the key; the model-API ingress gateway "
+        "too when `model.host_port` publishes the model. No such network with an external model"),
+    "executor": NetworkDesign(True, frozenset({Role.WORKSPACE.value, Role.EXECUTOR.value}),
+                              "the workspace → the executors, with the token"),
+    "ingress": NetworkDesign(True, frozenset({Role.INGRESS_GATEWAY.value, Role.WORKSPACE.value}),
+                             "the web ingress gateway → the workspace's web UI"),
+    "edge": NetworkDesign(False, frozenset({Role.INGRESS_GATEWAY.value}),
+                          "where the ingress gateways publish their ports, on 127.0.0.1 only (no masquerading)"),
+    "egress": NetworkDesign(
+        True, frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value, Role.EGRESS_GATEWAY.value}),
+        "the workspace (when `egress.allow` names any) and the model gateway (with an external model) → the "
+        "egress gateway's proxy"),
+    "outside": NetworkDesign(False, frozenset({Role.EGRESS_GATEWAY.value}), "the egress gateway's route out"),
+}
+
+#: Roles whose job is to cross the boundary: the only ones on a non-internal network.
+GATEWAY_ROLES = frozenset(role for net in NETWORKS.values() if not net.internal for role in net.roles)
 
 # --- Values the hardening helper applies and the checks expect -------------------------------
 
@@ -72,6 +110,7 @@ ROLE_SECCOMP_PROFILE: Mapping[str, str] = {
     Role.MODEL.value: "service",
     Role.INGRESS_GATEWAY.value: "service",
     Role.EGRESS_GATEWAY.value: "service",
+    Role.MODEL_GATEWAY.value: "service",
 }
 BUILTIN_SECCOMP = "builtin"
 ROLES_ALLOWED_BUILTIN_SECCOMP = frozenset({Role.MODEL.value})
@@ -101,17 +140,11 @@ DOCKER_SOCKET_PATHS = frozenset({"/run/docker.sock", "/var/run/docker.sock"})
 #: Where home directories live, for the ``~`` entries above.
 HOME_ROOTS = ("/home", "/root", "/Users")
 
-#: Which roles may share a network. Anything else sharing one is a design violation.
+#: Which roles may share a network: those that meet on one of NETWORKS. Anything else sharing one
+#: is a design violation (the workspace and the model server, above all).
 INTENDED_NETWORK_PEERS = frozenset(
-    frozenset(pair)
-    for pair in (
-        (Role.WORKSPACE.value, Role.MODEL.value),
-        (Role.WORKSPACE.value, Role.EXECUTOR.value),
-        (Role.WORKSPACE.value, Role.INGRESS_GATEWAY.value),
-        (Role.WORKSPACE.value, Role.EGRESS_GATEWAY.value),
-        # Only when the model API is published to the host (model.host_port).
-        (Role.MODEL.value, Role.INGRESS_GATEWAY.value),
-    )
+    frozenset({first, second})
+    for net in NETWORKS.values() for first in net.roles for second in net.roles if first != second
 )
 
 #: Where a container's embedded DNS (127.0.0.11) forwards names it does not know. Docker < 26
@@ -379,6 +412,13 @@ def _check_sensitive_mounts(spec, ctx):
     return problems
 
 
+def _check_executor_mounts_read_only(spec, ctx):
+    if spec.role != Role.EXECUTOR.value or is_unknown(spec.mounts):
+        return []
+    return [f"{m.kind} mount at {m.target} is writable" for m in spec.mounts
+            if m.kind in ("bind", "volume") and not is_unknown(m.read_only) and m.read_only is not True]
+
+
 def _check_propagation(spec, ctx):
     if is_unknown(spec.mounts):
         return []
@@ -510,13 +550,20 @@ def _check_internal_only(containers, networks: Mapping[str, NetworkSpec], ctx):
     return problems
 
 
+#: What an executor must never share a network with: the model server, and the model gateway,
+#: which would add the model API key to whatever code in an executor sent it.
+MODEL_ROLES = frozenset({Role.MODEL.value, Role.MODEL_GATEWAY.value})
+
+
 def _check_executor_model(containers, networks, ctx):
     problems = []
     for name, members in _shared_networks(containers).items():
         roles = {spec.role for spec in members}
-        if Role.EXECUTOR.value in roles and Role.MODEL.value in roles:
-            problems.append((name, "an executor and the model server share this network, so code the agent "
-                                   "runs could call the model directly", {Role.EXECUTOR.value, Role.MODEL.value}))
+        model_roles = roles & MODEL_ROLES
+        if Role.EXECUTOR.value in roles and model_roles:
+            what = " and ".join(sorted(model_roles))
+            problems.append((name, f"an executor and the {what} share this network, so code the agent runs "
+                                   "could call the model directly", {Role.EXECUTOR.value, *model_roles}))
     return problems
 
 
@@ -539,13 +586,14 @@ def _check_internal_unaddressed(containers, networks: Mapping[str, NetworkSpec],
 
 def _check_network_peers(containers, networks, ctx):
     problems = []
-    executor_model = frozenset({Role.EXECUTOR.value, Role.MODEL.value})
+    # Reported by executor-isolated-from-model.
+    executor_model = {frozenset({Role.EXECUTOR.value, role}) for role in MODEL_ROLES}
     for name, members in _shared_networks(containers).items():
         roles = sorted({spec.role or "unlabelled" for spec in members if not is_unknown(spec.role)})
         for i, first in enumerate(roles):
             for second in roles[i + 1:]:
                 pair = frozenset({first, second})
-                if pair not in INTENDED_NETWORK_PEERS and pair != executor_model:
+                if pair not in INTENDED_NETWORK_PEERS and pair not in executor_model:
                     problems.append((name, f"roles {first!r} and {second!r} share this network", set(pair)))
     return problems
 
@@ -616,6 +664,10 @@ RULES: tuple[Rule, ...] = (
     Rule("no-shared-mount-propagation", "5.19", "shared mount propagation",
          "shared propagation lets mounts made in the container appear on the host",
          "leave bind propagation at its private default", Scope.CONTAINER, _check_propagation),
+    Rule("executor-mounts-read-only", None, "executors with a writable host mount",
+         "a job could plant files in the project (code the agent or the user runs later) or on the host",
+         "mount the project into executors with read_only=True; jobs write only to their tmpfs",
+         Scope.CONTAINER, _check_executor_mounts_read_only),
     Rule("devices-only-for-model", "5.17", "host devices for any role but the model server",
          "a device node is direct access to host hardware", "remove devices from this container",
          Scope.CONTAINER, _check_devices),
@@ -659,10 +711,12 @@ RULES: tuple[Rule, ...] = (
     Rule("non-gateways-on-internal-networks-only", None,
          "any role but a gateway joining a non-internal network",
          "internal networks have no route out; only the audited gateways cross the boundary",
-         "join the model, workspace and executor roles to internal networks only", Scope.STACK,
+         "join the model, model gateway, workspace and executor roles to internal networks only", Scope.STACK,
          _check_internal_only),
-    Rule("executor-isolated-from-model", None, "an executor sharing a network with the model server",
-         "code the agent generates must reach nothing but the workspace's calls",
+    Rule("executor-isolated-from-model", None,
+         "an executor sharing a network with the model server or the model gateway",
+         "code the agent generates must reach nothing but the workspace's calls (the model gateway would add the "
+         "model API key to its requests)",
          "keep executors on the executor network only", Scope.STACK, _check_executor_model),
     Rule("internal-networks-unaddressed", None, "internal networks whose bridge has a host address",
          "the host answers on the bridge's gateway address (and on all its others) to any container on the "
@@ -670,7 +724,8 @@ RULES: tuple[Rule, ...] = (
          f"create internal networks with options {dict(INTERNAL_NETWORK_OPTIONS)} (components.networks does)",
          Scope.STACK, _check_internal_unaddressed),
     Rule("network-peers-as-designed", None, "roles sharing a network that the design does not connect",
-         "each network exists for one path (workspace-model, workspace-executor, workspace-gateways)",
+         "each network exists for one path (catalog.NETWORKS): the workspace reaches the model only through the "
+         "model gateway, which alone holds the key, and the executors and the gateways only on their own networks",
          "attach containers only to the networks components.networks gives their role", Scope.STACK,
          _check_network_peers),
     Rule("no-setuid-binaries", "4.8", "setuid/setgid binaries in the images",

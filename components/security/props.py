@@ -106,6 +106,12 @@ def volume_host_path(props: Mapping[str, Any], unknown_errors: tuple = ()) -> st
     return None
 
 
+def _read_only(reader: _Reader, item) -> bool | Any:
+    """A mount's readOnly flag; an unknown one stays unknown (no rule may guess it)."""
+    value = reader.get(item, "readOnly", False)
+    return value if is_unknown(value) else value is True
+
+
 def _mounts(reader: _Reader, props, volume_paths: Mapping[str, str]) -> tuple[Mount, ...] | Any:
     mounts: list[Mount] = []
     for item in _known_items(reader, reader.get(props, "mounts", [])):
@@ -118,7 +124,7 @@ def _mounts(reader: _Reader, props, volume_paths: Mapping[str, str]) -> tuple[Mo
             return UNKNOWN
         mounts.append(Mount(
             kind=kind, target=reader.get(item, "target"), source=source,
-            read_only=reader.get(item, "readOnly", False) is True,
+            read_only=_read_only(reader, item),
             propagation=reader.get(bind, "propagation") if isinstance(bind, Mapping) else None,
             volume_host_path=volume_paths.get(source) if kind == "volume" and isinstance(source, str) else None,
         ))
@@ -130,7 +136,7 @@ def _mounts(reader: _Reader, props, volume_paths: Mapping[str, str]) -> tuple[Mo
             return UNKNOWN
         mounts.append(Mount(
             kind="bind" if host_path else "volume", target=reader.get(item, "containerPath"),
-            source=host_path or volume, read_only=reader.get(item, "readOnly", False) is True,
+            source=host_path or volume, read_only=_read_only(reader, item),
             volume_host_path=volume_paths.get(volume) if volume else None,
         ))
     tmpfs = reader.mapping(reader.get(props, "tmpfs", {}))

@@ -21,13 +21,15 @@ Endpoints
                                chunk when ``stream_options.include_usage``, ``data: [DONE]``)
 
 The script (deterministic; the first rule that applies wins)
-    1. ``tool_result``: the latest message is a tool result (role ``tool``)
+    1. ``scripted_call``: the latest user message contains ``TOOL_CALL=<name> ARGS=<base64url of
+       a JSON object>`` directives (one or more, in order), fewer tool results than directives
+       came after that user message, and tools are offered -> ONE call, to the directive whose
+       turn it is (the first with no result yet) with its arguments, finish ``tool_calls``,
+       *whether or not* ``<name>`` is offered (as a hostile or confused model would). The
+       lockdown tests use it to ask for ``bash``, ``write`` or ``read`` calls the workspace must
+       refuse; several directives make one turn do several steps (write a file, then test it).
+    2. ``tool_result``: the latest message is a tool result (role ``tool``)
        -> text ``Executor said: <the tool result text>``, finish ``stop``.
-    2. ``scripted_call``: the latest user message contains ``TOOL_CALL=<name> ARGS=<base64url of
-       a JSON object>``, no tool result came after that user message, and tools are offered
-       -> ONE call to tool ``<name>`` with those arguments, finish ``tool_calls``, *whether or
-       not* ``<name>`` is offered (as a hostile or confused model would). The lockdown tests
-       use it to ask for ``bash``, ``write`` or ``read`` calls the workspace must refuse.
     3. The latest user message contains ``MARKER=<token>`` (token ``[A-Za-z0-9_-]+``,
        the first one counts) and no tool result came after that user message:
        a. ``tool_call``: the request offers a tool whose function name ends with
@@ -263,32 +265,36 @@ def scripted_call_text(name: str, arguments: Mapping[str, Any]) -> str:
     return f"TOOL_CALL={name} ARGS={encoded}"
 
 
-def _scripted_call(text: str) -> ToolCall | None:
-    match = SCRIPTED_CALL_PATTERN.search(text)
-    if match is None:
-        return None
-    try:
-        arguments = json.loads(base64.urlsafe_b64decode(match.group(2)))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(arguments, dict):
-        return None
-    call_id = "call_" + hashlib.sha256(match.group(0).encode()).hexdigest()[:24]
-    return ToolCall(call_id=call_id, name=match.group(1), arguments=json.dumps(arguments))
+def _scripted_calls(text: str) -> list[ToolCall]:
+    """The text's ``TOOL_CALL=... ARGS=...`` directives, in order; one that does not decode is skipped."""
+    calls = []
+    for index, match in enumerate(SCRIPTED_CALL_PATTERN.finditer(text)):
+        try:
+            arguments = json.loads(base64.urlsafe_b64decode(match.group(2)))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if not isinstance(arguments, dict):
+            continue
+        call_id = "call_" + hashlib.sha256(f"{index}:{match.group(0)}".encode()).hexdigest()[:24]
+        calls.append(ToolCall(call_id=call_id, name=match.group(1), arguments=json.dumps(arguments)))
+    return calls
 
 
 def decide_reply(chat: ChatRequest) -> Reply:
     """Apply the script in the module docstring to one request."""
     messages = chat.messages
+    last_user = max((i for i, message in enumerate(messages) if message["role"] == "user"), default=None)
+    user_text = message_text(messages[last_user]) if last_user is not None else ""
+    results_since = 0 if last_user is None else sum(m["role"] == "tool" for m in messages[last_user + 1 :])
+    scripted = _scripted_calls(user_text)
+    if results_since < len(scripted) and chat.tool_names:
+        return Reply(BRANCH_SCRIPTED_CALL, tool_call=scripted[results_since])
+
     if messages[-1]["role"] == "tool":
         return Reply(BRANCH_TOOL_RESULT, text=f"Executor said: {message_text(messages[-1]).strip()}")
 
-    last_user = max((i for i, message in enumerate(messages) if message["role"] == "user"), default=None)
-    marker = MARKER_PATTERN.search(message_text(messages[last_user])) if last_user is not None else None
-    tool_result_since = last_user is not None and any(m["role"] == "tool" for m in messages[last_user + 1 :])
-    scripted = _scripted_call(message_text(messages[last_user])) if last_user is not None else None
-    if scripted and not tool_result_since and chat.tool_names:
-        return Reply(BRANCH_SCRIPTED_CALL, tool_call=scripted)
+    marker = MARKER_PATTERN.search(user_text)
+    tool_result_since = results_since > 0
     if marker and not tool_result_since and chat.tool_names:
         token = marker.group(1)
         run_code = next((name for name in chat.tool_names if name.endswith(RUN_CODE_SUFFIX)), None)

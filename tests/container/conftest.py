@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import pytest
@@ -156,6 +157,12 @@ def start_executor(docker_client, executor_image, declared_executor, tmp_path_fa
     root = tmp_path_factory.mktemp("executors")
     pulumi_cli = PulumiWorkspace(root / "pulumi", root / "home", program=ONE_CONTAINER_PROGRAM)
     clients, stacks = [], []
+
+    # The declared bind sources (the project, read-only), as `pulumi up` of the stack makes them first.
+    for mount in declared_executor.inputs.get("mounts") or []:
+        if mount["type"] == "bind":
+            Path(mount["source"]).mkdir(parents=True, exist_ok=True)
+            Path(mount["source"]).chmod(0o755)  # executors enter it as others (components/host_dirs.py)
 
     def start(network, *, healthcheck: dict | None = None, environment: dict | None = None) -> ExecutorContainer:
         token = "test-" + secrets.token_hex(16)

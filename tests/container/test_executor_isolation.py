@@ -7,9 +7,16 @@ One container takes every attack in turn (module scope), as a real executor take
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "images" / "executor"))
+from executor_service.runner import FORK_LANDLOCK_ABI, landlock_abi  # noqa: E402 - the containers' kernel is this one
+
+from tests.unit.executor.probes import ATTEMPTS  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -19,7 +26,8 @@ import json, os
 me = os.getpid()
 processes = {}
 for name in os.listdir("/proc"):
-    if not name.isdigit() or int(name) in (1, me):
+    # Not leftovers: PID 1, this job, and its parent (PID 1, or the fork server that forked it).
+    if not name.isdigit() or int(name) in (1, me, os.getppid()):
         continue
     try:
         raw = open(f"/proc/{name}/stat", "rb").read()
@@ -61,7 +69,8 @@ def sandbox(make_network, start_executor, declared_executor):
 
 
 def assert_pristine(sandbox) -> None:
-    """The service is up and a new job sees nothing of the jobs before it."""
+    """The service is up and a new job sees nothing of the jobs before it (the fork server that forks it, its
+    parent, is no job's: see test_a_job_cannot_reach_the_next_job_through_the_fork_server)."""
     assert sandbox.health().json() == {"status": "ok"}
     assert sandbox.state()["Status"] == "running"
     view = json.loads(sandbox.run("python", PROBE)["stdout"])
@@ -182,12 +191,19 @@ def test_a_daemon_that_left_its_session_does_not_outlive_its_job(sandbox):
 
 
 def test_jobs_cannot_kill_stop_or_signal_pid_1(sandbox):
+    """With Landlock ABI 6 the job's scoped domain refuses every signal to a process outside it (EPERM);
+    before, the kernel dropped them at PID 1 of the namespace and the service ignored a job's SIGTERM."""
     result = sandbox.run(
         "python",
         "import ctypes, os, signal\n"
+        "refused = 0\n"
         "for sig in (signal.SIGSTOP, signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP,\n"
         "            signal.SIGQUIT, signal.SIGUSR1, signal.SIGSEGV):\n"
-        "    os.kill(1, sig)\n"
+        "    try:\n"
+        "        os.kill(1, sig)\n"
+        "    except PermissionError:\n"
+        "        refused += 1\n"
+        "print(refused)\n"
         "# A forged 'from outside the container' SIGTERM (si_pid 0) through rt_sigqueueinfo.\n"
         "class SigInfo(ctypes.Structure):\n"
         "    _fields_ = [('signo', ctypes.c_int), ('errno', ctypes.c_int), ('code', ctypes.c_int),\n"
@@ -199,9 +215,13 @@ def test_jobs_cannot_kill_stop_or_signal_pid_1(sandbox):
         "print(libc.syscall(SYS_rt_sigqueueinfo, 1, signal.SIGTERM, ctypes.byref(forged)))\n",
     )
     assert result["exit_code"] == 0, result["stderr"]
+    refused, forged = result["stdout"].split()
     time.sleep(0.5)  # a stop or kill would have landed by now
     assert_pristine(sandbox)
-    assert "ignored signal 15" in sandbox.logs()
+    if landlock_abi() >= FORK_LANDLOCK_ABI:
+        assert (refused, forged) == ("8", "-1")  # none reached the service
+    else:
+        assert (refused, forged) == ("0", "0") and "ignored signal 15" in sandbox.logs()
 
 
 def test_jobs_cannot_read_the_service_process_or_find_the_token(sandbox):
@@ -313,7 +333,10 @@ def test_the_mcp_endpoint_serves_run_code_over_the_network(sandbox):
         1,
     )
     assert info["serverInfo"]["name"] == "executor"
-    assert [tool["name"] for tool in rpc("tools/list", {}, 2)["tools"]] == ["run_code"]
+    environment = sandbox.container.attrs["Config"]["Env"]
+    with_project = any(env.startswith("EXECUTOR_PROJECT_DIR=") for env in environment)
+    project_tools = ["run_command", "run_tests"] if with_project else []
+    assert [tool["name"] for tool in rpc("tools/list", {}, 2)["tools"]] == ["run_code", *project_tools]
     called = rpc("tools/call", {"name": "run_code", "arguments": {"language": "sh", "source": "echo via mcp"}}, 3)
     assert called["structuredContent"]["stdout"] == "via mcp\n"
     assert_pristine(sandbox)
@@ -332,7 +355,7 @@ def test_docker_stop_ends_the_service_promptly(make_network, start_executor):
 #: A hostile job that waits for a `docker exec` of the healthcheck to connect to it (it listens on the port
 #: the healthcheck is pointed at), then tries what a job needs to steal the token or take the process over.
 HEALTHCHECK_ATTACK = r"""
-import json, os, signal, socket
+import contextlib, json, os, resource, signal, socket
 listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", PORT))
@@ -374,8 +397,12 @@ for name in os.listdir("/proc"):
             "mem_read": outcome(lambda: open(f"/proc/{pid}/mem", "rb").close()),
             "mem_write": outcome(lambda: os.close(os.open(f"/proc/{pid}/mem", os.O_RDWR))),
             "fd": outcome(lambda: os.listdir(f"/proc/{pid}/fd")),
+            "prlimit": outcome(lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (4, 4))),
+            "renice": outcome(lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
+            "affinity": outcome(lambda: os.sched_setaffinity(pid, {0})),
         }
-        os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(PermissionError):
+            os.kill(pid, signal.SIGCONT)
 connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
 connection.close()
 print(json.dumps(report))
@@ -439,10 +466,13 @@ def test_a_job_can_neither_read_nor_take_over_the_healthcheck(sandbox, attempt):
     assert outcome, "the hostile job did not finish"
     report = json.loads(outcome["stdout"])
     assert len(report["targets"]) == 1, report  # it found the healthcheck ...
+    # ... non-dumpable: nothing of it can be read, written or borrowed; nor can its limits, priority or CPUs
+    # be changed (job-launch's seccomp filter); with Landlock's signal scope it cannot even be paused.
+    stop = "denied" if landlock_abi() >= FORK_LANDLOCK_ABI else "allowed"
     assert list(report["targets"].values()) == [
-        {"owner": 0, "stop": "allowed", "environ": "denied", "mem_read": "denied", "mem_write": "denied",
-         "fd": "denied"}
-    ], report  # ... non-dumpable; could pause it (same UID), but not read, write or borrow anything of it
+        {"owner": 0, "stop": stop, "environ": "denied", "mem_read": "denied", "mem_write": "denied",
+         "fd": "denied", "prlimit": "denied", "renice": "denied", "affinity": "denied"}
+    ], report
     assert report["token_seen"] is False
     assert report["token_variable_seen"] is False
     assert_pristine(sandbox)
@@ -464,8 +494,11 @@ def test_an_operators_docker_exec_as_the_jobs_uid_does_not_survive_the_next_job(
         "    if int(raw[raw.rindex(b')') + 2:].split()[1]) != 0 or b'(python3)' not in raw:\n"
         "        continue\n"
         "    pid = int(name)\n"
-        "    os.kill(pid, signal.SIGSTOP)\n"
-        "    print('stopped', pid)\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGSTOP)\n"
+        "        print('stopped', pid)\n"
+        "    except PermissionError:\n"
+        "        print('refused to stop', pid)\n"
         "    for path, flags in (('environ', os.O_RDONLY), ('mem', os.O_RDONLY), ('mem', os.O_RDWR)):\n"
         "        try:\n"
         "            os.close(os.open(f'/proc/{pid}/{path}', flags))\n"
@@ -474,7 +507,8 @@ def test_an_operators_docker_exec_as_the_jobs_uid_does_not_survive_the_next_job(
         "            print(path, 'refused')\n",
     )
     lines = attack["stdout"].splitlines()
-    assert lines[0].startswith("stopped"), attack  # the job found it and could pause it: the same UID
+    # The job found it; the same UID could pause it, but not through Landlock's signal scope (ABI 6).
+    assert lines[0].startswith("refused to stop" if landlock_abi() >= FORK_LANDLOCK_ABI else "stopped"), attack
     # Dumpable, yet closed to the job: its Landlock domain also refuses ptrace-mode access to any process
     # outside it (so its environment, memory and fds), besides writing /proc.
     assert lines[1:] == ["environ refused", "mem refused", "mem refused"], attack
@@ -554,15 +588,89 @@ def test_malformed_requests_get_a_4xx_with_a_message(sandbox, path, body):
     assert_pristine(sandbox)
 
 
-# The pre-started interpreter (images/executor/executor_service/prestart.py): the next Python job's process
-# is started after a job's sweep, so no job can see, signal, stop or write it, and it must run a job exactly
-# as a cold start would.
+# Warm starts. By default (EXECUTOR_PRESTART=fork) Python jobs are forked by the fork server (zygote.py), which
+# waits in its own start-up all along: no job may signal, trace, limit, renice or otherwise reach it, and through
+# it the next job. EXECUTOR_PRESTART=python starts the next job's interpreter after each sweep instead. Either
+# must run a job exactly as a cold start would.
 
-#: A job that looks for the next job's waiting interpreter (any process not its own) and leaves a daemon
-#: that, for five seconds, stops every other process it finds and writes the next job's source file and
-#: hook path, then reports what it found while it ran.
-HUNT_THE_NEXT_INTERPRETER = r"""
-import json, os, signal, sys, time
+#: A hostile job against the service (PID 1) and, when it was forked, the fork server (its parent): the calls
+#: the container's seccomp profile must allow (the service uses them) and the kernel allows the same UID.
+LIMIT_THE_SERVICE = ATTEMPTS + r"""
+import json, os, resource, signal
+report = {"parent": os.getppid()}
+for name, pid in {"service": 1, "parent": os.getppid()}.items():
+    for resource_name in ("RLIMIT_NOFILE", "RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_CPU"):
+        limit = getattr(resource, resource_name)
+        report[f"{name} {resource_name}"] = attempt(lambda: resource.prlimit(pid, limit, (4, 4)))
+    report[f"{name} renice"] = attempt(lambda: os.setpriority(os.PRIO_PROCESS, pid, 19))
+    report[f"{name} affinity"] = attempt(lambda: os.sched_setaffinity(pid, {0}))
+    report[f"{name} stop"] = attempt(lambda: os.kill(pid, signal.SIGSTOP))
+report["renice the UID"] = attempt(lambda: os.setpriority(os.PRIO_USER, 0, 19))
+print(json.dumps(report))
+"""
+SERVICE_STATE = ("import os\nprint(open('/proc/1/limits').read(), os.getpriority(os.PRIO_PROCESS, 1),\n"
+                 "      os.sched_getaffinity(1) == os.sched_getaffinity(0))")
+
+
+@pytest.mark.parametrize("start", ["forked", "cold"])
+def test_no_job_can_change_the_limits_priority_or_cpus_of_the_service_or_the_fork_server(sandbox, cold_sandbox,
+                                                                                         start):
+    """The reported hole: prlimit(1, RLIMIT_NOFILE, (4, 4)) made the service's next cleanup fail ("Too many open
+    files") and the executor answer 503 for good. job-launch's seccomp filter refuses these calls unless they
+    target the caller itself."""
+    executor = sandbox if start == "forked" else cold_sandbox
+    before = executor.run("python", SERVICE_STATE)["stdout"]
+    report = json.loads(executor.run("python", LIMIT_THE_SERVICE)["stdout"])
+    scoped = landlock_abi() >= FORK_LANDLOCK_ABI
+    assert (report.pop("parent") != 1) == (start == "forked" and scoped)  # forked: the fork server
+    expected = dict.fromkeys(report, "EPERM")
+    if not scoped:  # no signal scope: the kernel drops signals to PID 1 (and the fork server is not there)
+        expected["service stop"] = expected["parent stop"] = "allowed"
+    assert report == expected
+    assert_pristine(executor)  # the sweep and the wipe after it worked: no 503
+    after = executor.run("python", SERVICE_STATE)["stdout"]
+    assert after == before and after.endswith(" 0 True\n"), after
+
+
+def parent_of_a_python_job(sandbox) -> int:
+    """1 (the service) for a cold or pre-started job; the fork server's PID for a forked one."""
+    return int(sandbox.run("python", "import os; print(os.getppid())")["stdout"])
+
+
+def fork_server_pid(sandbox) -> int:
+    """The fork server's PID, as a forked job sees it: its parent."""
+    parent = parent_of_a_python_job(sandbox)
+    assert parent != 1, "the job was not forked by the fork server"
+    return parent
+
+
+def wait_for_logs(executor, text: str, count: int) -> int:
+    """How often ``text`` is in the container's log once it is there ``count`` times (Docker writes the log
+    a moment after the service does), or after 10 s."""
+    deadline = time.monotonic() + 10
+    while (found := executor.logs().count(text)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def test_a_forked_job_can_neither_signal_trace_limit_renice_nor_read_the_fork_server(sandbox):
+    from tests.unit.executor.probes import ATTACK_THE_FORK_SERVER, expected_attack_outcome
+
+    if landlock_abi() < FORK_LANDLOCK_ABI:
+        pytest.skip(f"no fork server without Landlock ABI {FORK_LANDLOCK_ABI}")
+    server = fork_server_pid(sandbox)
+    report = json.loads(sandbox.run("python", ATTACK_THE_FORK_SERVER)["stdout"])
+    assert report.pop("server") == server  # forked by it
+    assert report == expected_attack_outcome(report, as_root=False)
+    assert fork_server_pid(sandbox) == server  # alive, untouched, forking the next job
+    assert_pristine(sandbox)
+
+
+#: A job that leaves a daemon which, for five seconds, tries everything on every other process it finds (the
+#: fork server above all: stop, prlimit, renice) and rewrites the next job's files; then reports what
+#: it found while the job ran.
+HUNT_THE_NEXT_JOB = r"""
+import json, os, resource, signal, sys, time
 me = os.getpid()
 def others():
     found = {}
@@ -589,10 +697,15 @@ if os.fork() == 0:
         while time.monotonic() < until:
             for name in os.listdir("/proc"):
                 if name.isdigit() and int(name) not in (1, me, job):  # every process but the job's own
-                    try:
-                        os.kill(int(name), signal.SIGSTOP)
-                    except OSError:
-                        pass
+                    pid = int(name)
+                    for action in (lambda: os.kill(pid, signal.SIGSTOP),
+                                   lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (4, 4)),
+                                   lambda: resource.prlimit(pid, resource.RLIMIT_CPU, (1, 1)),
+                                   lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)):
+                        try:
+                            action()
+                        except OSError:
+                            pass
             for path in ("/tmp/job/main.py", site + "/usercustomize.py"):
                 try:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -603,29 +716,85 @@ if os.fork() == 0:
     os._exit(0)
 os.wait()
 time.sleep(0.3)
-print(json.dumps({"before": before, "with_the_daemon": sorted(set(others()) - set(before))}))
+print(json.dumps({"before": before, "with_the_daemon": sorted(set(others()) - set(before)), "parent": os.getppid()}))
+"""
+
+#: The next job's view of its own limits, priority and process, to compare with a cold start's.
+OWN_STATE = r"""
+import json, os, resource
+print(json.dumps({"limits": [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource))
+                             if name.startswith("RLIMIT_")],
+                  "nice": os.getpriority(os.PRIO_PROCESS, 0), "cpus": sorted(os.sched_getaffinity(0)),
+                  "parent_nice": os.getpriority(os.PRIO_PROCESS, os.getppid()),
+                  "listing": sorted(os.listdir(".")), "output": "clean"}))
 """
 
 
 @pytest.mark.parametrize("attempt", range(3))
-def test_a_job_cannot_reach_the_next_jobs_pre_started_interpreter(sandbox, attempt):
-    starts = sandbox.logs().count("job python (warm start)")
-    found = json.loads(sandbox.run("python", HUNT_THE_NEXT_INTERPRETER)["stdout"])
-    assert found["before"] == {}, "another process of the UID existed during the job (a waiting interpreter?)"
+def test_a_job_cannot_reach_the_next_job_through_the_fork_server(sandbox, cold_sandbox, attempt):
+    forking = landlock_abi() >= FORK_LANDLOCK_ABI
+    found = json.loads(sandbox.run("python", HUNT_THE_NEXT_JOB)["stdout"])
+    assert (found["parent"] != 1) == forking
+    if forking:
+        # The fork server (its parent) is the one other process of the UID while a job runs.
+        assert list(found["before"]) == [str(found["parent"])], found["before"]
+    else:
+        assert found["before"] == {}, "another process of the UID existed during the job (a waiting interpreter?)"
     assert len(found["with_the_daemon"]) == 1  # the daemon it left, nothing else
-    # The next job runs in the interpreter started after that job's sweep: not stopped, not rewritten.
-    result = sandbox.run("python", "import os; print('clean', sorted(os.listdir('.')))", timeout_s=5)
-    assert (result["exit_code"], result["timed_out"], result["stdout"]) == (0, False, "clean ['main.py']\n")
-    assert sandbox.logs().count("job python (warm start)") == starts + 2  # both jobs were handed over warm
+    # The next job: forked by the same, unstopped, unlimited fork server, in files the service wrote after
+    # the sweep: what a cold start sees.
+    result = sandbox.run("python", OWN_STATE, timeout_s=5)
+    assert (result["exit_code"], result["timed_out"]) == (0, False), result
+    if forking:
+        assert fork_server_pid(sandbox) == found["parent"]  # the same one, unharmed
+    assert json.loads(result["stdout"]) == json.loads(cold_sandbox.run("python", OWN_STATE, timeout_s=5)["stdout"])
     assert_pristine(sandbox)
 
 
-def test_a_shell_job_never_sees_the_waiting_python(sandbox):
-    """sh jobs start cold: the waiting Python is ended (and swept) before the shell starts."""
-    sandbox.run("python", "pass")  # a Python job: the next Python is now waiting
-    listing = sandbox.run("sh", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")["stdout"]
-    assert "main.py" not in listing, listing
-    assert "job sh (cold start)" in sandbox.logs()
+def test_a_shell_job_cannot_touch_the_waiting_python(sandbox):
+    """sh jobs start cold. The fork server goes on waiting beside one, out of its reach; a pre-started
+    interpreter (python) is ended, and swept, before the shell starts."""
+    sandbox.run("python", "pass")
+    found = sandbox.run("sh", "for p in /proc/[0-9]*; do\n"
+                              "  if grep -q main.py $p/cmdline 2>/dev/null; then\n"
+                              "    if kill -STOP ${p#/proc/} 2>/dev/null; then echo stopped; else echo refused; fi\n"
+                              "  fi\n"
+                              "done")["stdout"]
+    assert wait_for_logs(sandbox, "job sh (cold start)", 1) >= 1
+    if landlock_abi() >= FORK_LANDLOCK_ABI:
+        assert found == "refused\n"  # the fork server, and nothing else
+        fork_server_pid(sandbox)  # it goes on forking
+    else:
+        assert found == ""
+    assert_pristine(sandbox)
+
+
+def _kill_from_an_exec(container, pid: int) -> None:
+    """`docker exec` as the executors' UID (an operator; the OOM killer would do the same): outside any job's
+    Landlock domain, so its signal reaches the fork server."""
+    exec_id = container.client.api.exec_create(container.id, ["sh", "-c", f"kill -KILL {pid}"])
+    container.client.api.exec_start(exec_id)
+    assert container.client.api.exec_inspect(exec_id)["ExitCode"] == 0
+
+
+def test_the_fork_server_killed_from_outside_is_replaced_and_no_job_notices(sandbox):
+    import threading
+
+    if landlock_abi() < FORK_LANDLOCK_ABI:
+        pytest.skip(f"no fork server without Landlock ABI {FORK_LANDLOCK_ABI}")
+    server = fork_server_pid(sandbox)
+    _kill_from_an_exec(sandbox.container, server)
+    result = sandbox.run("python", "import os, sys; print('after', os.getppid()); sys.exit(3)")
+    assert (result["exit_code"], result["stdout"]) == (3, "after 1\n")  # cold: the service is its parent
+    replacement = fork_server_pid(sandbox)
+    assert replacement != server
+    # Killed while its job runs: the service (PID 1) inherits the job's process and reaps it itself.
+    killer = threading.Timer(0.5, _kill_from_an_exec, (sandbox.container, replacement))
+    killer.start()
+    result = sandbox.run("python", "import sys, time\nprint('running', flush=True)\ntime.sleep(1.5)\nsys.exit(5)")
+    killer.join()
+    assert (result["exit_code"], result["stdout"], result["timed_out"]) == (5, "running\n", False), result
+    assert fork_server_pid(sandbox) not in (server, replacement)
     assert_pristine(sandbox)
 
 
@@ -635,8 +804,18 @@ def cold_sandbox(make_network, start_executor):
     return start_executor(make_network(internal=True), environment={"EXECUTOR_PRESTART": "none"})
 
 
-def test_a_warm_job_in_a_container_is_a_cold_job(sandbox, cold_sandbox):
+@pytest.fixture(scope="module")
+def prestarting_sandbox(make_network, start_executor):
+    """An executor like `sandbox` whose Python jobs run in an interpreter started after the previous sweep."""
+    return start_executor(make_network(internal=True), environment={"EXECUTOR_PRESTART": "python"})
+
+
+@pytest.mark.parametrize("mode", ["fork", "python"])
+def test_a_warm_job_in_a_container_is_a_cold_job(sandbox, prestarting_sandbox, cold_sandbox, mode):
     from tests.unit.executor.probes import CASES, PROBE
+
+    warm_sandbox = sandbox if mode == "fork" else prestarting_sandbox
+    start = {"fork": "fork", "python": "warm"}[mode] if landlock_abi() >= FORK_LANDLOCK_ABI else "warm"
 
     def outcome(executor, source, options):
         options = dict(options)
@@ -646,16 +825,17 @@ def test_a_warm_job_in_a_container_is_a_cold_job(sandbox, cold_sandbox):
         result.pop("duration_ms")
         return result
 
-    warm_starts = sandbox.logs().count("job python (warm start)")
+    label = f"job python ({start} start)"
+    warm_starts = wait_for_logs(warm_sandbox, label, 0)
     for stdin in (None, "input\n"):
         extra = {} if stdin is None else {"stdin": stdin}
-        warm, cold = outcome(sandbox, PROBE, extra), outcome(cold_sandbox, PROBE, extra)
+        warm, cold = outcome(warm_sandbox, PROBE, extra), outcome(cold_sandbox, PROBE, extra)
         assert warm["exit_code"] == 0, warm["stderr"]
         warm_view, cold_view = json.loads(warm["stdout"]), json.loads(cold["stdout"])
         for view in (warm_view, cold_view):
             view["status"].pop("Uid"), view["status"].pop("Gid")  # each executor has its own UID
         assert warm_view == cold_view
     for case, (source, options) in CASES.items():
-        assert outcome(sandbox, source, options) == outcome(cold_sandbox, source, options), case
-    assert sandbox.logs().count("job python (warm start)") == warm_starts + 2 + len(CASES)  # every one warm
-    assert "warm start" not in cold_sandbox.logs()
+        assert outcome(warm_sandbox, source, options) == outcome(cold_sandbox, source, options), case
+    assert wait_for_logs(warm_sandbox, label, warm_starts + 2 + len(CASES)) == warm_starts + 2 + len(CASES)  # all
+    assert "warm start" not in cold_sandbox.logs() and "fork start" not in cold_sandbox.logs()

@@ -1,4 +1,5 @@
-"""The workspace, ingress and egress images: what they contain, and their runtime contract under the stack's hardening."""
+"""The workspace, ingress, egress and model-gateway images: what they contain, and their runtime contract under
+the stack's hardening."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.docker
 
 INGRESS_TAG = "opencode-sandbox/ingress:test"
 EGRESS_TAG = "opencode-sandbox/egress:test"
+MODEL_GATEWAY_TAG = "opencode-sandbox/model-gateway:test"
 WORKSPACE_USER = "1234:1234"
 SERVICE_USER = "20001:20001"
 HEALTHY_TIMEOUT_S = 90
@@ -59,7 +61,13 @@ def egress_image(client) -> str:
     return EGRESS_TAG
 
 
-@pytest.fixture(params=["workspace", "ingress", "egress"])
+@pytest.fixture(scope="module")
+def model_gateway_image(client) -> str:
+    build_image(client, "model-gateway", MODEL_GATEWAY_TAG)
+    return MODEL_GATEWAY_TAG
+
+
+@pytest.fixture(params=["workspace", "ingress", "egress", "model_gateway"])
 def image(request) -> str:
     return request.getfixturevalue(f"{request.param}_image")
 

@@ -13,55 +13,41 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 
 import pytest
 
+from tests.e2e.agent_run import hostname, opencode_run
 from tests.integration.target import deployed_stack  # noqa: F401  (fixture, shared with tests/integration)
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
-OPENCODE_TIMEOUT_S = 180
 TOOL = "executor_run_code"  # OpenCode's name for the MCP server `executor`'s tool `run_code`
-
-
-def _hostname(name: str) -> str:
-    return subprocess.run(["docker", "inspect", "--format", "{{.Config.Hostname}}", name],
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_opencode_in_the_workspace_runs_code_in_an_executor(deployed_stack):
     if "model" not in deployed_stack.containers:
         pytest.skip(f"stack {deployed_stack.stack!r} has no in-stack model server to script the agent")
     workspace = deployed_stack.one("workspace")
-    executor_hosts = {_hostname(name): name for name in deployed_stack.containers["executor"]}
+    executor_hosts = {hostname(name): name for name in deployed_stack.containers["executor"]}
     token = f"e2e-{secrets.token_hex(6)}"
-    try:
-        run = subprocess.run(
-            ["docker", "exec", workspace, "opencode", "run", "--print-logs", "--format", "json",
-             f"Run the executor check. MARKER={token}"],
-            capture_output=True, text=True, timeout=OPENCODE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"opencode run took longer than {OPENCODE_TIMEOUT_S}s; stderr tail:\n"
-                    f"{(exc.stderr or b'').decode(errors='replace')[-3000:]}")
-    diagnostics = f"\nexit code {run.returncode}\nstdout:\n{run.stdout[-4000:]}\nstderr tail:\n{run.stderr[-3000:]}"
+    run = opencode_run(workspace, f"Run the executor check. MARKER={token}")
+    diagnostics = run.diagnostics
     assert run.returncode == 0, diagnostics
-    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    events = run.events
     assert not [e for e in events if e["type"] == "error"], diagnostics
 
     # An MCP server that cannot connect is dropped silently: the tool call itself is the evidence.
-    tool_uses = [e["part"] for e in events if e["type"] == "tool_use"]
+    tool_uses = run.tool_uses()
     assert [(t["tool"], t["state"]["status"]) for t in tool_uses] == [(TOOL, "completed")], diagnostics
     assert token in tool_uses[0]["state"]["input"]["source"], diagnostics
     result = json.loads(tool_uses[0]["state"]["output"])  # the executor's JobResult
     assert result["exit_code"] == 0, diagnostics
-    hostname, printed_token = result["stdout"].split()
+    printed_host, printed_token = result["stdout"].split()
     assert printed_token == token, diagnostics
-    assert hostname in executor_hosts, (
-        f"the code printed hostname {hostname!r}, which is no executor's ({executor_hosts})" + diagnostics)
-    assert hostname != _hostname(workspace), "the code ran in the workspace" + diagnostics
+    assert printed_host in executor_hosts, (
+        f"the code printed hostname {printed_host!r}, which is no executor's ({executor_hosts})" + diagnostics)
+    assert printed_host != hostname(workspace), "the code ran in the workspace" + diagnostics
 
-    texts = [e["part"]["text"] for e in events if e["type"] == "text"]
-    reported = [text for text in texts if text.startswith("Executor said:")]
-    assert reported and token in reported[-1] and hostname in reported[-1], (
+    reported = [text for text in run.texts() if text.startswith("Executor said:")]
+    assert reported and token in reported[-1] and printed_host in reported[-1], (
         "OpenCode did not report the executor's result" + diagnostics)

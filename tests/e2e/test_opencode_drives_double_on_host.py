@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import queue
 import secrets
 import shutil
 import socket
@@ -32,62 +31,16 @@ from starlette.responses import PlainTextResponse
 
 from components.opencode_config import LOCKDOWN_ENV, OpenCodeConfigArgs
 from components.opencode_config import opencode_config as generated_opencode_config
+from tests.e2e.agent_run import scripted
 from tests.support.images import IMAGES_DIR
+from tests.support.model_processes import DOUBLE_MODEL as MODEL
+from tests.support.model_processes import DoubleProcess, GatewayProcess
 from tests.support.opencode_binary import opencode_binary
 
-DOUBLE_SCRIPT = IMAGES_DIR / "model-double" / "model_double.py"
-MODEL = "qwen3-4b-instruct-2507"
+#: The workspace image's `opencode`: refuses a project's own OpenCode configuration, then runs the binary.
+OPENCODE_GUARD = IMAGES_DIR / "workspace" / "opencode-guard.sh"
 OPENCODE_TIMEOUT_SECONDS = 120
 STARTUP_TIMEOUT_SECONDS = 20
-
-
-class DoubleProcess:
-    """The double run as the image runs it (its own script, a subprocess), on 127.0.0.1 and a free port."""
-
-    def __init__(self, api_key: str):
-        self.api_key = api_key
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "MODEL_DOUBLE_HOST": "127.0.0.1",
-            "MODEL_DOUBLE_PORT": "0",  # the startup log line reports the port it got
-            "MODEL_DOUBLE_MODEL": MODEL,
-            "MODEL_DOUBLE_API_KEY": api_key,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(DOUBLE_SCRIPT)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        first_line: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(first_line,), daemon=True)
-        self._reader.start()
-        try:
-            startup = json.loads(first_line.get(timeout=STARTUP_TIMEOUT_SECONDS))
-        except (queue.Empty, json.JSONDecodeError):
-            self.stop()
-            raise RuntimeError(f"the model double did not start:\n{''.join(self.lines)}") from None
-        self.base_url = f"http://127.0.0.1:{startup['port']}/v1"
-
-    def _read(self, first_line: queue.Queue) -> None:
-        for line in self.process.stdout:
-            if not self.lines:
-                first_line.put(line)
-            self.lines.append(line)
-
-    def stop(self) -> None:
-        """Stop the server and wait until all its log lines are read."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self._reader.join(timeout=10)
-
-    def requests(self) -> list[dict]:
-        """The per-request log records (the startup line excluded)."""
-        records = [json.loads(line) for line in self.lines if line.startswith("{")]
-        return [r for r in records if "path" in r]
 
 
 @dataclass
@@ -131,7 +84,12 @@ class ExecutorMcp:
 @pytest.fixture
 def model_double():
     double = DoubleProcess(api_key=f"model-key-{secrets.token_hex(8)}")
+    # OpenCode reaches the double as the workspace reaches the model: through the model gateway,
+    # which adds the key (OpenCode has none: its apiKey is the config's placeholder).
+    gateway = GatewayProcess(double.base_url, double.api_key)
+    double.gateway_url = gateway.base_url
     yield double
+    gateway.stop()
     double.stop()
 
 
@@ -172,9 +130,8 @@ def test_opencode_runs_the_marker_through_the_executor(tmp_path: Path, model_dou
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),  # keeps OpenCode's config, data and cache away from the user's
         "LANG": "C.UTF-8",
-        "MODEL_API_KEY": model_double.api_key,
         "EXECUTOR_TOKEN": executor_mcp.token,
-        "OPENCODE_CONFIG_CONTENT": json.dumps(opencode_config(model_double.base_url, executor_mcp.url)),
+        "OPENCODE_CONFIG_CONTENT": json.dumps(opencode_config(model_double.gateway_url, executor_mcp.url)),
         # No internet: no models.dev catalogue, no self-update, no language-server downloads.
         **LOCKDOWN_ENV,
     }
@@ -241,7 +198,7 @@ CONFIG_DIR_GITIGNORE = "node_modules\npackage.json\npackage-lock.json\nbun.lock\
 OFFERED_TOOLS_ALLOWED = {"read", "glob", "grep", "list", "todowrite", "edit", "write", "apply_patch",
                          "list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource",
                          "executor_run_code"}
-SECRET_ENV = ("MODEL_API_KEY", "EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD")
+SECRET_ENV = ("EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD")
 #: Dropped into the project as a tool and a plugin: importing either writes the marker file.
 EVIL_JS = """import {{ writeFileSync }} from "fs";
 writeFileSync({marker!r}, "imported");
@@ -310,11 +267,11 @@ class LockedWorkspace:
             "HOME": str(self.home),
             "LANG": "C.UTF-8",
             "XDG_CONFIG_HOME": str(self.xdg),
-            "MODEL_API_KEY": self.double.api_key,
             "EXECUTOR_TOKEN": self.executor.token,
             "OPENCODE_CONFIG_CONTENT": json.dumps(
-                opencode_config(self.double.base_url, self.executor.url, self.executor_approval)),
+                opencode_config(self.double.gateway_url, self.executor.url, self.executor_approval)),
             **LOCKDOWN_ENV,
+            "OPENCODE_SANDBOX_REAL_OPENCODE": str(opencode_binary()),  # where the guard finds the binary
             # Anything OpenCode fetches from a registry or through a proxy lands in the recorder.
             "NPM_CONFIG_REGISTRY": f"{self.registry.url}/", "npm_config_registry": f"{self.registry.url}/",
             "HTTP_PROXY": self.registry.url, "HTTPS_PROXY": self.registry.url,
@@ -328,10 +285,11 @@ class LockedWorkspace:
                 env[key] = value
         return env
 
-    def command(self, *args: str, mask_project_config: bool = True) -> list[str]:
+    def command(self, *args: str, mask_project_config: bool = True, guard: bool = True) -> list[str]:
         """``opencode <args>`` as in the workspace, in a private mount namespace (``unshare``): the config
-        directory read-only, and (like the workspace's tmpfs) an empty read-only tmpfs over the
-        project's ``.opencode``."""
+        directory read-only, (like the workspace's tmpfs) an empty read-only tmpfs over the project's
+        ``.opencode``, and the image's ``opencode`` guard in front of the binary (``guard=False``: the
+        bare binary, to show what the guard stops)."""
         unshare = shutil.which("unshare")
         if unshare is None:
             pytest.fail("unshare (util-linux) is needed to mount the config directory read-only")
@@ -343,13 +301,14 @@ class LockedWorkspace:
             mask.mkdir(exist_ok=True)  # Docker creates the mount point the same way
         script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" '
                   '&& { [ -z "$1" ] || mount -t tmpfs -o ro,size=1m tmpfs "$1"; } && shift && exec "$@"')
+        program = ["sh", str(OPENCODE_GUARD)] if guard else [str(opencode_binary())]
         return [*namespace, "sh", "-c", script, str(self.config_dir), str(mask) if mask_project_config else "",
-                str(opencode_binary()), *args]
+                *program, *args]
 
-    def run(self, message: str, mask_project_config: bool = True,
+    def run(self, message: str, mask_project_config: bool = True, guard: bool = True,
             **env_overrides: str | None) -> tuple[subprocess.CompletedProcess, list[dict]]:
         command = self.command("run", "--print-logs", "--format", "json", message,
-                               mask_project_config=mask_project_config)
+                               mask_project_config=mask_project_config, guard=guard)
         try:
             run = subprocess.run(command,
                                  cwd=self.project, env=self.env(**env_overrides), capture_output=True, text=True,
@@ -381,11 +340,6 @@ def locked(tmp_path, model_double, executor_mcp, registry):
     assert registry.requests == [], f"OpenCode sent requests meant for a registry/the internet: {registry.requests}"
     assert workspace.config_files() == workspace.config_files_before
 
-
-def scripted(name: str, arguments: dict) -> str:
-    """A user message the double answers with one call to tool `name` (images/model-double, rule 2)."""
-    encoded = base64.urlsafe_b64encode(json.dumps(arguments).encode()).decode()
-    return f"Please do this. TOOL_CALL={name} ARGS={encoded}"
 
 
 def tool_uses(events: list[dict]) -> list[dict]:
@@ -464,26 +418,37 @@ def test_opencode_config_in_the_project_is_neither_writable_nor_loaded(locked: L
     assert [(t["tool"], t["state"]["status"]) for t in tool_uses(events)] == [("executor_run_code", "completed")], (
         diagnostics)
 
-    # The probe is live: without the workspace's mask, OpenCode 1.18.34 imports the project's plugin
-    # even with OPENCODE_DISABLE_PROJECT_CONFIG=1 (which only stops the project's tools and opencode.json
-    # for its v1 config; the v2 config service that loads plugins ignores it).
-    locked.run(f"Run the executor check. MARKER={token}", mask_project_config=False)
+    # Without the workspace's mask (a `.opencode/` deeper than the project's top, or the mask gone),
+    # the guard in front of OpenCode refuses to start it at all.
+    requests_before = len(locked.double.requests())
+    run, _ = locked.run(f"Run the executor check. MARKER={token}", mask_project_config=False)
+    assert run.returncode == 78 and ".opencode would be loaded" in run.stderr, locked.diagnostics(run)
+    assert not marker.exists() and len(locked.double.requests()) == requests_before, locked.diagnostics(run)
+    # The probe is live: without mask and guard, OpenCode 1.18.34 imports the project's plugin even with
+    # OPENCODE_DISABLE_PROJECT_CONFIG=1 (which only stops the project's tools and opencode.json for its
+    # v1 config; the v2 config service that loads plugins ignores it).
+    locked.run(f"Run the executor check. MARKER={token}", mask_project_config=False, guard=False)
     assert marker.exists(), "the evil.js probe no longer detects project plugins being loaded" + diagnostics
     # That run's npm install of the project's .opencode dependencies is the recorder's business only.
     locked.registry.requests.clear()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of OpenCode 1.18.34: its v2 config service loads the `plugin` "
-                                       "list of a project opencode.json despite OPENCODE_DISABLE_PROJECT_CONFIG=1")
-def test_a_project_opencode_json_cannot_name_a_plugin(locked: LockedWorkspace):
+def test_a_project_opencode_json_stops_opencode_before_it_loads_anything(locked: LockedWorkspace):
+    """OpenCode 1.18.34 loads the `plugin` list of a project opencode.json despite OPENCODE_DISABLE_PROJECT_CONFIG=1:
+    the workspace's guard refuses to start it where such a file would be found (here or in a parent)."""
     marker = locked.root / "evil-imported"
     (locked.project / "lib").mkdir()
     (locked.project / "lib" / "evil.js").write_text(EVIL_JS.format(marker=str(marker)))
     (locked.project / "opencode.json").write_text(json.dumps({"plugin": ["./lib/evil.js"]}))
-    # A turn with a tool call: OpenCode imports plugins in the background, a one-reply turn may end first.
+    requests_before = len(locked.double.requests())
     run, _ = locked.run(f"Run the executor check. MARKER=json-{secrets.token_hex(4)}")
-    assert run.returncode == 0, locked.diagnostics(run)
-    assert not marker.exists(), "a project opencode.json made OpenCode import its plugin"
+    assert run.returncode == 78, locked.diagnostics(run)
+    assert f"{locked.project}/opencode.json would be loaded" in run.stderr and "Fix: remove or rename it" in run.stderr
+    assert not marker.exists() and len(locked.double.requests()) == requests_before, locked.diagnostics(run)
+    # The gap is real: the bare binary imports the plugin (a turn with a tool call: plugins load in the background).
+    locked.run(f"Run the executor check. MARKER=json-{secrets.token_hex(4)}", guard=False)
+    assert marker.exists(), "OpenCode no longer loads a project opencode.json's plugins: the guard may be relaxed"
+    locked.registry.requests.clear()
 
 
 def test_executor_runs_wait_for_approval_when_asked(locked: LockedWorkspace):
@@ -554,7 +519,8 @@ def test_user_shells_get_no_secrets_and_startup_needs_no_npm(locked: LockedWorks
         # read the server's own environment.
         leak = _call(f"{url}/session/{session['id']}/shell", password, "POST",
                      {"agent": "build", "command": "tr '\\0' '\\n' < /proc/$OPENCODE_PID/environ"})
-        assert locked.double.api_key in json.dumps(leak), "update the README: shells no longer read the server's env"
+        assert locked.executor.token in json.dumps(leak), "update the README: shells no longer read the server's env"
+        assert locked.double.api_key not in json.dumps(leak), "the model key reached OpenCode's environment"
     finally:
         process.terminate()
         try:

@@ -5,9 +5,10 @@ Contract (other suites, e.g. test_egress_boundary.py, rely on it; keep it stable
 ``deployed_stack`` (session) -> :class:`tests.integration.target.StackUnderTest`
     ``.stack``       the stack name (``ci`` unless OPENCODE_SANDBOX_STACK says otherwise)
     ``.containers``  role -> tuple of container names, sorted; roles are the catalog's
-                     (``model``, ``workspace``, ``executor``, ``ingress-gateway``, ``egress-gateway``)
+                     (``model``, ``model-gateway``, ``workspace``, ``executor``, ``ingress-gateway``,
+                     ``egress-gateway``)
     ``.one(role)``   the single container of a role, e.g. ``deployed_stack.one("workspace")``
-    ``.networks``    purpose -> network name (``model``, ``executor``, ``ingress``, ``edge``, ``egress``,
+    ``.networks``    purpose -> network name (``model``, ``model-upstream``, ``executor``, ``ingress``, ``edge``, ``egress``,
                      ``outside``: the networks' ``opencode-sandbox.network`` label)
     ``.web_url``/``.web_port``  the web UI on the host (http://127.0.0.1:<port>)
     ``.workspace``   the Pulumi workspace that deployed it (tests/support/pulumi_cli.py), or None

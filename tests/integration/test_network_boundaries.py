@@ -1,7 +1,8 @@
 """The stack's network paths, by real connection attempts from inside its containers and from the host.
 
-Allowed paths must work (workspace -> model, workspace -> executors, host -> web UI on
-127.0.0.1); everything else must fail (executor -> model, executor/workspace -> outside). The only
+Allowed paths must work (workspace -> model gateway -> model, workspace -> executors, host -> web UI
+on 127.0.0.1); everything else must fail (executor -> model or model gateway, executor/workspace ->
+outside; workspace -> model server: test_model_gateway.py). The only
 outside destinations ever tried are package registries (pypi.org, deb.debian.org), which the
 attempts never reach. The egress proxy's allowlist is tested in test_egress_boundary.py.
 """
@@ -17,6 +18,7 @@ import urllib.request
 import pytest
 
 from components.executors import EXECUTOR_PORT, SHARED_ALIAS
+from components.model_gateway import MODEL_GATEWAY_PORT
 from components.model_server import MODEL_PORT
 from components.workspace import WEB_PORT
 from components.security import catalog
@@ -41,11 +43,12 @@ def _outside_targets() -> list[tuple[str, int]]:
     return targets
 
 
-def test_workspace_reaches_the_model(deployed_stack):
-    model = deployed_stack.one("model")
+def test_workspace_reaches_the_model_through_the_model_gateway(deployed_stack):
+    gateway = deployed_stack.one("model-gateway")
     workspace = container_host(deployed_stack.one("workspace"))
-    status, body = http_get(workspace, f"http://{model}:{MODEL_PORT}/health")
-    assert status == "200", f"workspace -> {model}:{MODEL_PORT}/health: {status} {body}"
+    # No key from the workspace: the gateway adds it (the model server refuses /v1 without one).
+    status, body = http_get(workspace, f"http://{gateway}:{MODEL_GATEWAY_PORT}/v1/models")
+    assert status == "200", f"workspace -> {gateway}:{MODEL_GATEWAY_PORT}/v1/models: {status} {body}"
 
 
 def test_workspace_reaches_every_executor(deployed_stack):
@@ -55,11 +58,14 @@ def test_workspace_reaches_every_executor(deployed_stack):
         assert status == "200", f"workspace -> {target}:{EXECUTOR_PORT}/health: {status} {body}"
 
 
-def test_executors_cannot_reach_the_model(deployed_stack, docker_api):
-    model = deployed_stack.one("model")
-    model_ip = ip_addresses(docker_api, model)[deployed_stack.networks["model"]]
+def test_executors_cannot_reach_the_model_or_its_gateway(deployed_stack, docker_api):
+    targets = []
+    for role, port in (("model", MODEL_PORT), ("model-gateway", MODEL_GATEWAY_PORT)):
+        for name in deployed_stack.containers.get(role, ()):
+            targets += [(name, port), *((address, port) for address in ip_addresses(docker_api, name).values())]
+    assert targets
     for executor in deployed_stack.containers["executor"]:
-        attempts = connect(container_host(executor), [(model, MODEL_PORT), (model_ip, MODEL_PORT)], CONNECT_TIMEOUT_S)
+        attempts = connect(container_host(executor), targets, CONNECT_TIMEOUT_S)
         open_paths = {f"{t}:{p}": a.detail for (t, p), a in attempts.items() if not a.blocked}
         assert not open_paths, f"{executor} -> the model was not stopped by the network: {open_paths}"
 
@@ -75,7 +81,7 @@ def test_executors_cannot_reach_the_workspace_web_ui(deployed_stack, docker_api)
         assert not open_paths, f"{executor} reached the workspace's web UI: {open_paths}"
 
 
-@pytest.mark.parametrize("role", ["executor", "workspace", "model", "ingress-gateway"])
+@pytest.mark.parametrize("role", ["executor", "workspace", "model", "model-gateway", "ingress-gateway"])
 def test_no_direct_route_out(deployed_stack, role):
     """No registry is reachable directly, by name or by address (the egress gateway is the only way out)."""
     names = deployed_stack.containers.get(role, ())

@@ -28,7 +28,7 @@ from tests.support.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, Decl
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 W, M, X = Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value
-I, E = Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value
+I, E, G = Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value, Role.MODEL_GATEWAY.value
 
 
 # --- changes ---------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ VARIANTS = [
     Variant("publish-all", "loopback-ports-only", "ci", role(W), put("publishAllPorts", True)),
     Variant("docker-socket", "no-docker-socket", "ci", role(W), bind("/var/run/docker.sock", "/var/run/docker.sock")),
     Variant("docker-socket-volume", "no-docker-socket", "gpu", role(X),
-            append("volumes", {"hostPath": "/run/docker.sock", "containerPath": "/docker.sock"})),
+            append("volumes", {"hostPath": "/run/docker.sock", "containerPath": "/docker.sock", "readOnly": True})),
     Variant("etc", "no-sensitive-host-mounts", "ci", role(W), bind("/etc")),
     Variant("ssh", "no-sensitive-host-mounts", "dev", role(W), bind("/home/alice/.ssh", "/home/opencode/.ssh")),
     Variant("root-volume", "no-sensitive-host-mounts", "gpu", role(X),
@@ -195,6 +195,10 @@ VARIANTS = [
     Variant("volume-on-docker-data", "no-sensitive-host-mounts", "gpu", MODEL_CACHE,
             driver_device("/var/lib/docker"), exempt=()),
     Variant("shared-propagation", "no-shared-mount-propagation", "ci", role(W), project_mount_propagation("rshared")),
+    Variant("executor-project-writable", "executor-mounts-read-only", "ci", role(X),
+            lambda props: props["mounts"][0].__setitem__("readOnly", False)),
+    Variant("executor-writable-volume", "executor-mounts-read-only", "gpu", role(X),
+            append("volumes", {"volumeName": "scratch", "containerPath": "/data"})),
     Variant("workspace-device", "devices-only-for-model", "ci", role(W),
             put("devices", [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse", "permissions": "rwm"}])),
     Variant("workspace-gpu", "gpus-only-for-model", "gpu", role(W),
@@ -228,11 +232,20 @@ VARIANTS = [
     Variant("workspace-on-edge", "non-gateways-on-internal-networks-only", "ci", role(W), joins("edge"),
             needs_stack=True),
     Variant("model-network-routed", "non-gateways-on-internal-networks-only", "gpu",
-            resource(NETWORK, "sandbox-networks-model"), put("internal", False), exempt=(W, M)),
+            resource(NETWORK, "sandbox-networks-model"), put("internal", False), exempt=(W, G)),
+    Variant("model-upstream-routed", "non-gateways-on-internal-networks-only", "gpu",
+            resource(NETWORK, "sandbox-networks-model-upstream"), put("internal", False), exempt=(G, M)),
+    Variant("model-gateway-writable-root", "read-only-root", "ci", role(G), put("readOnly", False)),
     Variant("internal-network-addressed", "internal-networks-unaddressed", "ci",
             resource(NETWORK, "sandbox-networks-executor"), put("options", {}), exempt=(W, X)),
+    # The model network has the model gateway on it, which would add the key to an executor's requests.
     Variant("executor-on-model-network", "executor-isolated-from-model", "gpu", role(X), joins("model"),
-            needs_stack=True, subject=network_of("model"), involved=(M,)),
+            needs_stack=True, subject=network_of("model"), involved=(G,)),
+    Variant("executor-on-model-upstream", "executor-isolated-from-model", "gpu", role(X), joins("model-upstream"),
+            needs_stack=True, subject=network_of("model-upstream"), involved=(G, M)),
+    # The workspace reaches the model only through the model gateway: never next to the model server.
+    Variant("workspace-on-model-upstream", "network-peers-as-designed", "gpu", role(W), joins("model-upstream"),
+            needs_stack=True, subject=network_of("model-upstream"), involved=(M,)),
     Variant("gateway-on-executor-network", "network-peers-as-designed", "gpu", role(I), joins("executor"),
             needs_stack=True, subject=network_of("executor"), involved=(X,)),
     Variant("egress-on-executor-network", "network-peers-as-designed", "dev", role(E), joins("executor"),

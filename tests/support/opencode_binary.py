@@ -73,6 +73,20 @@ def opencode_binary(cache_root: Path = DEFAULT_CACHE_ROOT) -> Path:
     return binary
 
 
+def opencode_binary_or_skip() -> Path:
+    """The binary for a test; a skip saying why when it cannot be had (a failure when CI=true)."""
+    import pytest
+
+    from tests.support.engine import in_ci
+
+    try:
+        return opencode_binary()
+    except OpencodeBinaryError as exc:
+        if in_ci():
+            raise
+        pytest.skip(f"the real OpenCode binary is unavailable: {exc}")
+
+
 def _npm_pack(npm: str, destination: Path) -> Path:
     spec = f"{OPENCODE_PACKAGE}@{OPENCODE_VERSION}"
     try:

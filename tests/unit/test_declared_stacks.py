@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
 
 import pytest
 
-from components.security.catalog import CheckContext, Role, check_container, check_stack
+from components.egress_proxy import PROXY_PORT
+from components.security.catalog import (INTENDED_NETWORK_PEERS, NETWORKS, CheckContext, Role, check_container,
+                                         check_stack)
 from components.security.profiles import all_seccomp_profiles
 from components.security.props import container_spec, network_spec, volume_host_path
 from tests.support.program import STACKS, VOLUME
 
 CONTEXT = CheckContext(seccomp_profiles=all_seccomp_profiles())
 
-W, M, X, I, E = (Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value,
-                 Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value)
+W, M, X, I, E, G = (Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value,
+                    Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value, Role.MODEL_GATEWAY.value)
 
-#: Which roles share a network, per stack: the reachability the design intends, and nothing more.
-INTENDED_PEERS = {
-    "ci": {(W, M), (W, X), (W, I), (W, E), (M, I)},  # the test double's API is published (host_port)
-    "dev": {(W, X), (W, I), (W, E)},  # external model: reached through the egress gateway
-    "gpu": {(W, M), (W, X), (W, I), (W, E)},
+#: Each stack's networks (purpose -> the roles on it): the reachability the design intends, and
+#: nothing more. The workspace reaches the model through the model gateway only: never on a network
+#: with the model server.
+EXPECTED_NETWORKS = {
+    # The test double's API is published (host_port): its ingress gateway is on model-upstream.
+    "ci": {"model": {W, G}, "model-upstream": {G, M, I}, "executor": {W, X}, "ingress": {W, I}, "edge": {I},
+           "egress": {W, E}, "outside": {E}},
+    # External model, egress none: only the model gateway goes out, through the egress gateway.
+    "dev": {"model": {W, G}, "executor": {W, X}, "ingress": {W, I}, "edge": {I}, "egress": {G, E},
+            "outside": {E}},
+    "gpu": {"model": {W, G}, "model-upstream": {G, M}, "executor": {W, X}, "ingress": {W, I}, "edge": {I},
+            "egress": {W, E}, "outside": {E}},
 }
 
 
@@ -47,14 +57,31 @@ def test_stack_rules_hold(declared_stacks, stack):
     assert [v.message for v in check_stack(specs(declared), networks, CONTEXT)] == []
 
 
+def network_members(declared) -> dict[str, set[str]]:
+    """purpose (the network's label) -> the roles of the containers on it."""
+    purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]
+                for n in declared.networks}
+    members: dict[str, set[str]] = {purpose: set() for purpose in purposes.values()}
+    for spec in specs(declared):
+        for network in spec.networks:
+            members[purposes[network]].add(spec.role)
+    return members
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_network_graph_is_the_intended_reachability_matrix(declared_stacks, stack):
-    members: dict[str, set[str]] = {}
-    for spec in specs(declared_stacks[stack]):
-        for network in spec.networks:
-            members.setdefault(network, set()).add(spec.role)
-    shared = {tuple(sorted(pair)) for roles in members.values() for pair in combinations(sorted(roles), 2)}
-    assert shared == {tuple(sorted(pair)) for pair in INTENDED_PEERS[stack]}
+    members = network_members(declared_stacks[stack])
+    assert members == EXPECTED_NETWORKS[stack]
+    for purpose, roles in members.items():
+        assert roles <= NETWORKS[purpose].roles, f"{purpose}: {roles - NETWORKS[purpose].roles} not in the design"
+    shared = {frozenset(pair) for roles in members.values() for pair in combinations(sorted(roles), 2)}
+    assert shared <= INTENDED_NETWORK_PEERS and frozenset({W, M}) not in shared
+
+
+def test_the_design_never_lets_the_workspace_meet_the_model_server():
+    assert frozenset({W, M}) not in INTENDED_NETWORK_PEERS
+    assert frozenset({X, M}) not in INTENDED_NETWORK_PEERS and frozenset({X, G}) not in INTENDED_NETWORK_PEERS
+    assert all(net.internal for purpose, net in NETWORKS.items() if G in net.roles or M in net.roles)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -129,8 +156,8 @@ def test_only_the_model_server_gets_the_gpu(declared_stacks):
 @pytest.mark.parametrize("stack", STACKS)
 def test_secrets_reach_containers_only_as_pulumi_secrets(declared_stacks, stack):
     for container in declared_stacks[stack].containers:
-        secret_names = ("EXECUTOR_TOKEN=", "EXECUTOR_TOKEN_SHA256=", "VLLM_API_KEY=", "MODEL_API_KEY=", "OPENCODE_SERVER_PASSWORD=",
-                        "MODEL_DOUBLE_API_KEY=")
+        secret_names = ("EXECUTOR_TOKEN=", "EXECUTOR_TOKEN_SHA256=", "VLLM_API_KEY=", "MODEL_GATEWAY_API_KEY=",
+                        "OPENCODE_SERVER_PASSWORD=", "MODEL_DOUBLE_API_KEY=")
         if any(env.startswith(secret_names) for env in container.inputs.get("envs", [])):
             assert "envs" in container.secret_inputs, f"{container.inputs['name']} gets a secret in plain text"
 
@@ -171,7 +198,7 @@ def test_executors_and_gateways_never_share_a_uid(declared_stacks, stack):
     for spec in specs(declared_stacks[stack]):
         owners.setdefault(spec.user.split(":")[0], []).append(spec.name)
     for spec in specs(declared_stacks[stack]):
-        if spec.role in {X, I, E}:
+        if spec.role in {X, I, E, G}:
             assert owners[spec.user.split(":")[0]] == [spec.name], f"{spec.name} shares its UID"
 
 
@@ -184,3 +211,56 @@ def test_the_web_ui_is_published_where_the_settings_say(developer_home):
         declared = run_program("ci", set_config={"workspace": workspace})
     web = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-web"))
     assert web.inputs["ports"] == [{"internal": 8080, "external": 4999, "ip": "127.0.0.2", "protocol": "tcp"}]
+
+
+# --- the model API key lives in the model gateway (and the in-stack model server) only ----------
+
+
+def envs_of(container) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in container.inputs.get("envs", []))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_model_key_reaches_the_model_gateway_and_the_model_server_only(developer_home, stack):
+    from components.model_gateway import API_KEY_ENV
+    from components.opencode_config import MODEL_API_KEY_PLACEHOLDER
+    from tests.support.program import developer_machine, run_program
+
+    key = "model-key-" + "k" * 30  # for dev: an external endpoint that wants a key
+    with developer_machine(developer_home):
+        declared = run_program(stack, secrets={"model_api_key": key})
+    holders = {c.inputs["name"]: [name for name, value in envs_of(c).items() if key in value]
+               for c in declared.containers}
+    holders = {name: variables for name, variables in holders.items() if variables}
+    gateway = declared.container(G)
+    assert len(gateway) == 1
+    expected = {gateway[0].inputs["name"]: [API_KEY_ENV]}
+    if stack != "dev":  # the in-stack model server checks the key
+        model = declared.container(M)[0]
+        expected[model.inputs["name"]] = ["MODEL_DOUBLE_API_KEY" if stack == "ci" else "VLLM_API_KEY"]
+    assert holders == expected
+    workspace = envs_of(declared.container(W)[0])
+    assert not {name for name in workspace if "MODEL" in name and "KEY" in name}, workspace.keys()
+    provider = json.loads(workspace["OPENCODE_CONFIG_CONTENT"])["provider"]["sandbox"]["options"]
+    assert provider["apiKey"] == MODEL_API_KEY_PLACEHOLDER and "{env:" not in provider["apiKey"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_model_gateway_forwards_to_the_one_upstream_and_the_workspace_points_at_it(declared_stacks, stack):
+    declared = declared_stacks[stack]
+    gateway = declared.container(G)[0]
+    env = envs_of(gateway)
+    workspace = envs_of(declared.container(W)[0])
+    base_url = json.loads(workspace["OPENCODE_CONFIG_CONTENT"])["provider"]["sandbox"]["options"]["baseURL"]
+    assert base_url == f"http://{gateway.inputs['name']}:{env['MODEL_GATEWAY_PORT']}/v1"
+    assert gateway.inputs["name"] in workspace.get("NO_PROXY", gateway.inputs["name"]).split(",")
+    if stack == "dev":
+        egress = declared.container(E)[0]
+        assert env["MODEL_GATEWAY_UPSTREAM"] == "http://host.docker.internal:1234/v1"  # Pulumi.dev.yaml
+        assert env["MODEL_GATEWAY_PROXY"] == f"http://{egress.inputs['name']}:{PROXY_PORT}"
+        assert "HTTP_PROXY" not in workspace, "egress: none, and the model is the gateway's business"
+    else:
+        model = declared.container(M)[0]
+        assert env["MODEL_GATEWAY_UPSTREAM"] == f"http://{model.inputs['name']}:8000/v1"
+        assert "MODEL_GATEWAY_PROXY" not in env
+    assert not gateway.inputs.get("ports"), "the model gateway publishes nothing"

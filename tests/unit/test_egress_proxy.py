@@ -224,16 +224,17 @@ def test_the_gateway_joins_the_egress_network_and_the_network_out(declared_stack
     assert [purposes[name] for name in networks_of(gateway)] == [("egress", True), ("outside", False)]
 
 
-@pytest.mark.parametrize("stack", ["ci", "gpu", "dev"])
+@pytest.mark.parametrize("stack", ["ci", "gpu"])
 def test_the_workspace_goes_out_through_the_gateway_and_reaches_the_stack_directly(declared_stacks, stack):
     declared = declared_stacks[stack]
     gateway = only(declared.container(Role.EGRESS_GATEWAY.value))
     workspace = only(declared.container(Role.WORKSPACE.value))
     env = envs(workspace)
     assert {key: env.get(key) for key in PROXY_ENV} == dict.fromkeys(PROXY_ENV, f"http://{gateway.inputs['name']}:{PROXY_PORT}")
-    # The stack's own names, the workspace's own web address (its health check calls it) included.
+    # The stack's own names, the workspace's own web address (its health check calls it) included;
+    # the model through the model gateway (the workspace reaches no model server).
     direct = {SHARED_ALIAS, WEB_ALIAS, *(c.inputs["name"] for c in declared.container(Role.EXECUTOR.value)),
-              *(c.inputs["name"] for c in declared.container(Role.MODEL.value))}
+              *(c.inputs["name"] for c in declared.container(Role.MODEL_GATEWAY.value))}
     for key in ("NO_PROXY", "no_proxy"):
         entries = env[key].split(",")
         assert entries[:2] == ["localhost", "127.0.0.1"] and set(entries[2:]) == direct, f"{key}={env[key]}"
@@ -241,14 +242,31 @@ def test_the_workspace_goes_out_through_the_gateway_and_reaches_the_stack_direct
     assert ("egress", True) in [purposes[name] for name in networks_of(workspace)]
 
 
+def test_an_external_model_is_the_model_gateways_way_out_not_the_workspaces(declared_stacks):
+    """dev: egress none and an external model: the model gateway goes out through the egress gateway, the
+    workspace not at all (it has no proxy and is not on the egress network)."""
+    declared = declared_stacks["dev"]
+    egress = only(declared.container(Role.EGRESS_GATEWAY.value))
+    model_gateway = only(declared.container(Role.MODEL_GATEWAY.value))
+    workspace = only(declared.container(Role.WORKSPACE.value))
+    purposes = network_purposes(declared)
+    assert [purposes[name][0] for name in networks_of(model_gateway)] == ["model", "egress"]
+    assert envs(model_gateway)["MODEL_GATEWAY_PROXY"] == f"http://{egress.inputs['name']}:{PROXY_PORT}"
+    assert not set(envs(workspace)) & {*PROXY_ENV, "NO_PROXY", "no_proxy"}
+    assert not {purposes[name][0] for name in networks_of(workspace)} & {"egress", "outside"}
+
+
 @pytest.mark.parametrize("stack", ["ci", "gpu", "dev"])
 def test_no_other_role_is_given_a_proxy_or_a_network_out(declared_stacks, stack):
     declared = declared_stacks[stack]
     purposes = network_purposes(declared)
-    for role in (Role.EXECUTOR, Role.MODEL, Role.INGRESS_GATEWAY):
+    for role in (Role.EXECUTOR, Role.MODEL, Role.INGRESS_GATEWAY, Role.MODEL_GATEWAY):
         for container in declared.container(role.value):
             assert not set(envs(container)) & {*PROXY_ENV, "NO_PROXY", "no_proxy"}, container.name
             joined = {purposes[name][0] for name in networks_of(container)}
+            if role is Role.MODEL_GATEWAY and stack == "dev":
+                assert joined == {"model", "egress"}, joined  # the external model, through the egress gateway
+                continue
             assert not joined & {"egress", "outside"}, f"{container.name} joins {joined}"
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from components.opencode_config import MODEL_API_KEY_PLACEHOLDER
 from tests.support.program import STACKS
 
 
@@ -26,11 +27,10 @@ def test_provider_points_at_the_model_through_the_openai_compatible_sdk(declared
     assert provider["npm"] == "@ai-sdk/openai-compatible"
     assert model_id in provider["models"]
     base_url = provider["options"]["baseURL"]
-    if stack == "dev":
-        assert base_url == "http://host.docker.internal:1234/v1"  # the external endpoint, as configured
-    else:
-        model = declared_stacks[stack].container("model")[0]
-        assert base_url == f"http://{model.inputs['name']}:8000/v1"
+    # In-stack or external, the workspace reaches the model through the model gateway (which adds the key).
+    gateway = declared_stacks[stack].container("model-gateway")[0]
+    assert base_url == f"http://{gateway.inputs['name']}:8000/v1"
+    if stack != "dev":
         assert model_id == ("qwen3-4b-instruct-2507")
 
 
@@ -51,10 +51,13 @@ def test_executor_is_a_remote_mcp_server_behind_the_token(declared_stacks, stack
 def test_no_secret_is_written_into_the_config(declared_stacks, stack):
     env = workspace_env(declared_stacks[stack])
     content = env["OPENCODE_CONFIG_CONTENT"]
-    for key in ("EXECUTOR_TOKEN", "MODEL_API_KEY", "OPENCODE_SERVER_PASSWORD"):
+    for key in ("EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD"):
         if env.get(key):
             assert env[key] not in content, f"{key}'s value appears in opencode.json"
-    assert generated_config(declared_stacks[stack])["provider"]["sandbox"]["options"]["apiKey"] == "{env:MODEL_API_KEY}"
+    # No key from the environment: a fixed placeholder, which the model gateway replaces.
+    assert "MODEL_API_KEY" not in env
+    assert generated_config(declared_stacks[stack])["provider"]["sandbox"]["options"]["apiKey"] == (
+        MODEL_API_KEY_PLACEHOLDER)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -67,16 +70,9 @@ def test_opencode_phones_nowhere_home(declared_stacks, stack):
 
 @pytest.fixture(scope="module")
 def opencode(tmp_path_factory):
-    from tests.support.opencode_binary import OpencodeBinaryError, opencode_binary
+    from tests.support.opencode_binary import opencode_binary_or_skip
 
-    try:
-        return opencode_binary()
-    except OpencodeBinaryError as exc:
-        from tests.support.engine import in_ci
-
-        if in_ci():
-            raise
-        pytest.skip(f"the real OpenCode binary is unavailable: {exc}")
+    return opencode_binary_or_skip()
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -86,7 +82,7 @@ def test_the_real_opencode_accepts_the_generated_config(declared_stacks, stack, 
 
     env = workspace_env(declared_stacks[stack])
     run_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OPENCODE_CONFIG_CONTENT": env["OPENCODE_CONFIG_CONTENT"],
-               "MODEL_API_KEY": "k", "EXECUTOR_TOKEN": "t",
+               "EXECUTOR_TOKEN": "t",
                **{k: v for k, v in env.items() if k.startswith("OPENCODE_DISABLE_")}}
     result = subprocess.run([str(opencode), "debug", "config"], env=run_env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
@@ -210,3 +206,6 @@ def test_every_workspace_variable_holding_a_secret_is_stripped_from_user_shells(
     plugin = (IMAGES_DIR / "workspace" / "opencode-config" / "plugins" / "strip-secrets.js").read_text()
     stripped = set(re.findall(r'"([A-Z_]+)"', re.search(r"const SECRETS = \[(.*?)\];", plugin).group(1)))
     assert holding_a_secret and holding_a_secret <= stripped
+    # And the plugin names no variable the workspace does not have (the model key, which it never holds).
+    assert stripped <= set(env), f"the plugin strips variables the workspace has no more: {stripped - set(env)}"
+    assert not any(secrets["model_api_key"] in value for value in env.values())

@@ -126,6 +126,15 @@ def test_roles_never_share_an_executor_uid(on_developer_machine):
     assert re.search(r"workspace\.user\.uid = 1000", message), message
 
 
+def test_the_model_gateway_has_a_uid_of_its_own(on_developer_machine):
+    """gateways.uid_base + 3 is the model gateway's: it must not be the workspace's (Pulumi.ci.yaml: 1000)."""
+    message = rejected("ci", set_config={"gateways": {"uid_base": 997}})
+    assert_names(message, "gateways.uid_base", "997", "gateways.uid_base")
+    assert re.search(r"\(997-1000\) include workspace\.user\.uid = 1000", message), message
+    declared = run_program("ci", set_config={"gateways": {"uid_base": 996}})
+    assert declared.container("model-gateway")[0].inputs["user"] == "999:10001"
+
+
 def test_every_problem_is_reported_at_once(on_developer_machine):
     message = rejected("ci", set_config={"workspace": {**WORKSPACE, "user": {"uid": 0, "gid": 0}},
                                          "executors": {"count": 0}})

@@ -13,6 +13,7 @@ import uvicorn
 from executor_service import isolation
 from executor_service.http_app import create_app
 from executor_service.isolation import IsolationMode, StartupError, StopSignalWatcher
+from executor_service.project import check_project_dir
 from executor_service.runner import JobRunner
 from executor_service.settings import SettingsError, check_job_nproc_fits, load_settings
 
@@ -36,6 +37,7 @@ def main() -> int:
         isolation.refuse_root()
         check_job_nproc_fits(settings)
         mode = IsolationMode.detect()
+        check_project_dir(settings, mode)
         isolation.hold_stop_signals()  # before any thread exists, so every thread inherits the mask
         isolation.set_dumpable(False)
         runner = JobRunner(settings, mode)

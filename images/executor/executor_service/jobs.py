@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from executor_service.settings import Settings
 
@@ -38,6 +39,8 @@ class RunRequest(BaseModel):
     stdin: str | None = None
     timeout_s: StrictNumber | None = None
     max_output_bytes: StrictInt | None = None
+    #: Run with the project (read-only) as the working directory instead of the scratch directory.
+    in_project: StrictBool = False
 
 
 class RequestRejected(ValueError):
@@ -56,6 +59,9 @@ class JobSpec:
     stdin: bytes | None
     timeout_s: float
     max_output_bytes: int
+    #: The job's working directory; None: its scratch directory (HOME/TMPDIR stay the scratch either way).
+    #: The project's tools set it to the project, which the job sees read-only.
+    workdir: Path | None = None
 
 
 class JobResult(BaseModel):
@@ -98,10 +104,13 @@ def job_from_request(request: RunRequest, settings: Settings) -> JobSpec:
     max_output = settings.max_output_bytes if request.max_output_bytes is None else request.max_output_bytes
     if not 1 <= max_output <= settings.max_output_bytes:
         raise RequestRejected(f"max_output_bytes must be between 1 and {settings.max_output_bytes} (got {max_output})")
+    if request.in_project and settings.project_dir is None:
+        raise RequestRejected("in_project: this executor has no project (EXECUTOR_PROJECT_DIR is unset)")
     return JobSpec(
         language=LANGUAGES[request.language],
         source=source,
         stdin=stdin,
         timeout_s=timeout_s,
         max_output_bytes=max_output,
+        workdir=settings.project_dir if request.in_project else None,
     )

@@ -26,9 +26,11 @@ import anyio
 from executor_service import isolation
 from executor_service.isolation import IsolationMode
 from executor_service.jobs import LANGUAGES, JobResult, JobSpec
-from executor_service.prestart import WaitingInterpreter, write_hook
+from executor_service.prestart import FORK_HOOK, WAITING_HOOK, WaitingInterpreter, write_hook
 from executor_service.settings import Settings
 from executor_service.sweeper import CleanupFailed, InitSweeper, SessionSweeper, wipe
+from executor_service.zygote import MODULE_NAME as ZYGOTE_MODULE
+from executor_service.zygote import ForkedJob, Zygote, ZygoteFailed
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,13 @@ CONTAINER_SCRATCH_DIRS = (Path("/tmp"), Path("/dev/shm"), Path("/dev/mqueue"))
 JOB_WRITABLE_DEVICES = tuple(Path("/dev", name) for name in ("null", "zero", "full", "random", "urandom", "tty"))
 #: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION): the same number on x86_64 and aarch64.
 _SYS_LANDLOCK_CREATE_RULESET = 444
+#: Landlock's signal and abstract-socket scoping: what keeps forked jobs off the fork server (zygote.py).
+FORK_LANDLOCK_ABI = 6
+_START_MODES = {
+    "fork": "forked by a fork server",
+    "python": "in an interpreter started after the previous job's sweep",
+    "none": "cold",
+}
 _READ_CHUNK = 65536
 #: After the job's processes are gone, how long to wait for its pipes to report end of file.
 _DRAIN_GRACE_S = 2.0
@@ -197,13 +206,17 @@ class JobRunner:
         self.unusable_reason: str | None = None
         self._lock = anyio.Lock()
         self.jobs_run = 0
-        #: The next Python job's interpreter, started after the last sweep (see prestart.py); None: cold.
-        self.prestart_language: str | None = settings.prestart if settings.prestart != "none" else None
+        #: How Python jobs start (EXECUTOR_PRESTART, settled by prepare(), which falls back when the kernel
+        #: or the image lack what a mode needs): "fork" (forked by the fork server, zygote.py), "python"
+        #: (an interpreter started after the last sweep becomes the job, prestart.py) or "none" (cold).
+        self.python_start: str = settings.prestart
+        self.zygote_module = settings.job_launcher.parent / ZYGOTE_MODULE
         self._user_site: Path | None = None  # where Python looks for usercustomize, under the job dir
         self._precompiled_hook = False
-        self._waiting: WaitingInterpreter | None = None
-        self._prestarter: threading.Thread | None = None
-        #: How each job started: "warm" (handed to a waiting interpreter) or "cold"; tests read it.
+        self._waiting: WaitingInterpreter | None = None  # "python": the next Python job's process
+        self._zygote: Zygote | None = None  # "fork": the fork server
+        self._creator: threading.Thread | None = None  # starting one of them, after a sweep and a wipe
+        #: How each job started: "fork", "warm" (handed to a waiting interpreter) or "cold"; tests read it.
         self.last_start: str | None = None
 
     def prepare(self) -> None:
@@ -213,7 +226,8 @@ class JobRunner:
             if found is None:
                 raise isolation.StartupError(f"no {language.interpreter!r} on the job PATH {JOB_PATH}")
             self.interpreters[language.name] = found
-        if landlock_abi() < 1:
+        abi = landlock_abi()
+        if abi < 1:
             raise isolation.StartupError(
                 "the kernel offers no Landlock (Linux 5.13+ with landlock in its LSM list): without it a job "
                 "could lower its oom_score_adj and steer the OOM killer onto the service"
@@ -227,9 +241,27 @@ class JobRunner:
             )
         self.sweeper.end_leftovers()
         wipe(self.scratch_dirs)
-        if self.prestart_language is not None:
-            self._user_site = self._find_user_site(self.prestart_language)
-            self._start_prestart()
+        self.python_start = self._settle_python_start(abi)
+        if self.python_start != "none":
+            self._start_creator()
+
+    def _settle_python_start(self, abi: int) -> str:
+        wanted = self.settings.prestart
+        if wanted != "none":
+            self._user_site = self._find_user_site("python")
+        if self._user_site is None:
+            settled = "none"
+        elif wanted == "fork" and abi < FORK_LANDLOCK_ABI:
+            log.warning("EXECUTOR_PRESTART=fork needs Landlock ABI %d (signal scoping); this kernel has %d: "
+                        "falling back to python", FORK_LANDLOCK_ABI, abi)
+            settled = "python"
+        elif wanted == "fork" and not self.zygote_module.is_file():
+            log.warning("EXECUTOR_PRESTART=fork: no fork server module %s: falling back to python", self.zygote_module)
+            settled = "python"
+        else:
+            settled = wanted
+        log.info("Python jobs start %s (EXECUTOR_PRESTART=%s, Landlock ABI %d)", _START_MODES[settled], wanted, abi)
+        return settled
 
     def _find_user_site(self, language: str) -> Path | None:
         """The user site directory a job's Python imports usercustomize from; None: prestart off."""
@@ -251,39 +283,72 @@ class JobRunner:
         return site_dir
 
     def close(self) -> None:
-        """Stop a waiting interpreter (tests; in a container it dies with the service)."""
-        waiting = self._take_waiting()
-        if waiting is not None:
-            waiting.discard()
-            self.sweeper.end_leftovers(waiting.proc.pid)
-            wipe(self.scratch_dirs)
+        """Stop a waiting interpreter or the fork server (tests; in a container they die with the service)."""
+        self._join_creator()
+        for process in (self._waiting, self._zygote):
+            if process is not None:
+                process.discard()
+                self._sweep(process.proc.pid)
+                wipe(self.scratch_dirs)
+        self._waiting = self._zygote = None
 
-    def _start_prestart(self) -> None:
+    def _start_creator(self) -> None:
         # On a thread: the result of the job just done goes back without waiting for the next start.
-        self._prestarter = threading.Thread(target=self._prestart, name="prestart", daemon=True)
-        self._prestarter.start()
+        self._creator = threading.Thread(target=self._create_waiting, name="prestart", daemon=True)
+        self._creator.start()
 
-    def _take_waiting(self) -> WaitingInterpreter | None:
-        if self._prestarter is not None:
-            self._prestarter.join()
-            self._prestarter = None
-        waiting, self._waiting = self._waiting, None
-        return waiting
+    def _join_creator(self) -> None:
+        if self._creator is not None:
+            self._creator.join()
+            self._creator = None
 
-    def _prestart(self) -> None:
-        """Start the next job's interpreter: called only after a sweep and a wipe (nothing of a job exists)."""
+    def _create_waiting(self) -> None:
+        """Start the next job's interpreter ("python") or a fork server ("fork"), replacing a fork server that
+        must go. Called only after a sweep and a wipe: nothing of any job exists."""
+        old, self._zygote = self._zygote, None
+        if old is not None:
+            old.discard()  # it ran no job code and has no child left: nothing else to end
         if self._user_site is None or self.unusable_reason is not None:
             return
-        language = LANGUAGES[self.prestart_language]
-        ours, theirs = socket.socketpair()
+        hook = FORK_HOOK if self.python_start == "fork" else WAITING_HOOK
+        try:
+            proc, control = self._launch_waiting(hook)
+        except (OSError, subprocess.SubprocessError) as exc:
+            with contextlib.suppress(CleanupFailed):
+                wipe(self.scratch_dirs)  # else the next job wipes first (see _fresh_job_dir)
+            log.warning("could not pre-start the next Python job's interpreter (the next job starts cold): %s", exc)
+            return
+        hook_dir = self.job_dir / ".local"
+        if self.python_start != "fork":
+            self._waiting = WaitingInterpreter("python", proc, control, hook_dir)
+            return
+        zygote = Zygote("python", proc, control, hook_dir)
+        try:
+            if zygote.wait_ready():
+                zygote.remove_hook()  # read: no job must find it
+                self._zygote = zygote
+                return
+            why = zygote.diagnostics() or "it did not report ready"
+        except OSError as exc:
+            why = str(exc)
+        zygote.discard()
+        log.warning("the fork server did not start (Python jobs start cold until the next try): %s", why)
+        with contextlib.suppress(CleanupFailed):
+            self._sweep(zygote.pid)
+            wipe(self.scratch_dirs)
+
+    def _launch_waiting(self, hook: str) -> tuple[subprocess.Popen, socket.socket]:
+        """``python3 <job dir>/main.py`` started as a job's interpreter is, with ``hook`` in its user site."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.job_dir.mkdir(mode=0o700)
-            write_hook(self._user_site, theirs.fileno(), self._precompiled_hook)
-            # The longest CPU limit a job may have; hand_over lowers it to the job's own.
+            source = hook.format(fd=theirs.fileno(), user_site=str(self._user_site), module=str(self.zygote_module))
+            write_hook(self._user_site, source, self._precompiled_hook)
+            # The longest CPU limit a job may have; the job's own is set at the hand-over or by the fork.
             limits = JobLimits.for_job(self.settings, self.settings.max_timeout_s)
-            script = self.job_dir / language.script_name  # written at the hand-over; Python opens it after site
+            script = self.job_dir / LANGUAGES["python"].script_name  # written per job; Python opens it after site
             argv = limits.launch_argv(
-                self.settings.job_launcher, [self.interpreters[language.name], str(script)], self.job_writable
+                self.settings.job_launcher, [self.interpreters["python"], str(script)], self.job_writable
             )
             proc = subprocess.Popen(
                 argv,
@@ -296,16 +361,22 @@ class JobRunner:
                 close_fds=True,
                 pass_fds=(theirs.fileno(),),
             )
-        except (OSError, subprocess.SubprocessError) as exc:
+        except BaseException:
             ours.close()
-            with contextlib.suppress(CleanupFailed):
-                wipe(self.scratch_dirs)  # else the next job wipes first (see _start)
-            log.warning("could not pre-start the next %s job's interpreter (the next job starts cold): %s",
-                        language.name, exc)
-            return
+            raise
         finally:
             theirs.close()
-        self._waiting = WaitingInterpreter(language.name, proc, ours, self.job_dir / ".local")
+        return proc, ours
+
+    def _spared(self) -> frozenset[int]:
+        """What the sweep must not end: the fork server, by the PID of the service's own child."""
+        zygote = self._zygote
+        return frozenset() if zygote is None or zygote.broken else frozenset({zygote.pid})
+
+    def _sweep(self, job_pid: int | None) -> None:
+        reaped = self.sweeper.end_leftovers(job_pid, self._spared())
+        if self._zygote is not None and self._zygote.pid in reaped:
+            self._zygote.mark_dead()  # it died: never spared again, replaced after this job
 
     async def run(self, spec: JobSpec) -> JobResult:
         """Run ``spec`` once every earlier job has finished and been cleaned up after."""
@@ -324,8 +395,16 @@ class JobRunner:
             raise ExecutorUnavailable(self.unusable_reason) from exc
         finally:
             self.jobs_run += 1
-            if self.prestart_language is not None and self.unusable_reason is None:
-                self._start_prestart()  # after the sweep and wipe of _run: nothing of this job is left
+            if self.unusable_reason is None:
+                self._after_job()  # after the sweep and wipe of _run: nothing of this job is left
+
+    def _after_job(self) -> None:
+        if self.python_start == "python":
+            self._start_creator()
+        elif self.python_start == "fork":
+            zygote = self._zygote
+            if zygote is None or not zygote.usable() or zygote.jobs >= self.settings.fork_jobs:
+                self._start_creator()
 
     def _run(self, spec: JobSpec) -> JobResult:
         try:
@@ -334,33 +413,107 @@ class JobRunner:
         finally:
             wipe(self.scratch_dirs)
 
-    def _start(self, spec: JobSpec) -> tuple[subprocess.Popen, float]:
-        """The job's first process, running: the waiting interpreter if it fits, else a cold start."""
-        waiting = self._take_waiting()
+    def _start(self, spec: JobSpec) -> tuple[subprocess.Popen | ForkedJob, float]:
+        """The job's first process, running: forked by the fork server or handed to the waiting interpreter
+        if there is one and it fits, else a cold start."""
+        self._join_creator()  # one being started has not read its hook yet: no job may run before it has
+        workdir = self._workdir(spec)
+        if self._zygote is not None and spec.language.name == "python":
+            started = self._fork(spec, workdir)
+            if started is not None:
+                return started
+        waiting, self._waiting = self._waiting, None
         if waiting is not None:
-            handed_over = False
-            try:
-                if waiting.language == spec.language.name and waiting.wait_ready():
-                    waiting.remove_hook()
-                    (self.job_dir / spec.language.script_name).write_bytes(spec.source)
-                    limits = JobLimits.for_job(self.settings, spec.timeout_s)
-                    started = time.monotonic()
-                    waiting.hand_over(limits.cpu_seconds, spec.stdin is not None)
-                    handed_over = True
-            except OSError as exc:
-                log.warning("could not hand the job to the waiting interpreter (%s): starting cold", exc)
-            finally:
-                if not handed_over:
-                    waiting.discard()
-            if handed_over:
-                self.last_start = "warm"
-                return waiting.proc, started
+            started = self._hand_over(waiting, spec, workdir) if waiting.language == spec.language.name else None
+            if started is not None:
+                return started
             # Another language, or it failed: ended like a job's leftovers, then a clean slate.
-            self.sweeper.end_leftovers(waiting.proc.pid)
+            waiting.discard()
+            self._sweep(waiting.proc.pid)
             wipe(self.scratch_dirs)
-        elif self.job_dir.exists():  # a pre-start that failed half-way
+        return self._start_cold(spec, workdir)
+
+    def _workdir(self, spec: JobSpec) -> Path:
+        """The job's working directory: its scratch directory, or the one it names (checked as a cold
+        start's chdir would: the same UID, and Landlock leaves directory changes alone)."""
+        if spec.workdir is None:
+            return self.job_dir
+        workdir = Path(spec.workdir)
+        if not workdir.is_absolute() or not workdir.is_dir() or not os.access(workdir, os.X_OK):
+            raise JobStartFailed(
+                f"could not start the {spec.language.name} job: its working directory {workdir} is not an "
+                "absolute path of a directory it can enter"
+            )
+        return workdir
+
+    def _fresh_job_dir(self) -> None:
+        """An empty job directory (one left by a pre-start that failed half-way is emptied first)."""
+        if self.job_dir.exists():
+            if not any(self.job_dir.iterdir()):
+                return  # the fork server's, its hook removed
             wipe(self.scratch_dirs)
         self.job_dir.mkdir(mode=0o700)
+
+    def _fork(self, spec: JobSpec, workdir: Path) -> tuple[ForkedJob, float] | None:
+        zygote = self._zygote
+        if zygote.usable():
+            self._fresh_job_dir()
+            (self.job_dir / spec.language.script_name).write_bytes(spec.source)
+            limits = JobLimits.for_job(self.settings, spec.timeout_s)
+            try:
+                forked = self._forked(zygote, limits.cpu_seconds, workdir, spec.stdin is not None)
+            except ZygoteFailed:
+                pass
+            else:
+                self.last_start = "fork"
+                return forked
+        # It died, hangs or answered wrongly: ended, then a clean slate; a new one is started after this job.
+        self._zygote = None
+        zygote.discard()
+        self._sweep(None)  # a forked process still waiting for its go, if any
+        wipe(self.scratch_dirs)
+        return None
+
+    @staticmethod
+    def _forked(zygote: Zygote, cpu_seconds: int, workdir: Path, has_stdin: bool) -> tuple[ForkedJob, float]:
+        """Fresh pipes, the child's ends sent to the fork server with the job (ours kept), and the clock."""
+        stdin = os.pipe2(os.O_CLOEXEC) if has_stdin else (-1, -1)
+        stdout, stderr = os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)
+        started = time.monotonic()
+        try:
+            job = zygote.fork(cpu_seconds, workdir, stdin[0], stdout[1], stderr[1])
+        except BaseException:
+            for fd in (stdin[1], stdout[0], stderr[0]):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (stdin[0], stdout[1], stderr[1]):
+                if fd >= 0:
+                    os.close(fd)
+        job.stdin = open(stdin[1], "wb", buffering=0) if has_stdin else None  # noqa: SIM115 - closed with the job
+        job.stdout, job.stderr = open(stdout[0], "rb", buffering=0), open(stderr[0], "rb", buffering=0)  # noqa: SIM115
+        return job, started
+
+    def _hand_over(self, waiting: WaitingInterpreter, spec: JobSpec,
+                   workdir: Path) -> tuple[subprocess.Popen, float] | None:
+        """The job to the waiting interpreter ("python"); None when it cannot take it (the caller ends it)."""
+        try:
+            if not waiting.wait_ready():
+                return None
+            waiting.remove_hook()
+            (self.job_dir / spec.language.script_name).write_bytes(spec.source)
+            limits = JobLimits.for_job(self.settings, spec.timeout_s)
+            started = time.monotonic()
+            waiting.hand_over(limits.cpu_seconds, spec.stdin is not None, workdir)
+        except OSError as exc:
+            log.warning("could not hand the job to the waiting interpreter (%s): starting cold", exc)
+            return None
+        self.last_start = "warm"
+        return waiting.proc, started
+
+    def _start_cold(self, spec: JobSpec, workdir: Path) -> tuple[subprocess.Popen, float]:
+        self._fresh_job_dir()
         script = self.job_dir / spec.language.script_name
         script.write_bytes(spec.source)
         limits = JobLimits.for_job(self.settings, spec.timeout_s)
@@ -372,7 +525,7 @@ class JobRunner:
             # No preexec_fn, so Popen can vfork: forking the whole service would cost ms per job.
             proc = subprocess.Popen(
                 argv,
-                cwd=self.job_dir,
+                cwd=workdir,
                 env=job_environment(self.job_dir),
                 stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -385,7 +538,7 @@ class JobRunner:
         self.last_start = "cold"
         return proc, started
 
-    def _execute(self, spec: JobSpec, proc: subprocess.Popen, started: float) -> JobResult:
+    def _execute(self, spec: JobSpec, proc: subprocess.Popen | ForkedJob, started: float) -> JobResult:
         with selectors.DefaultSelector() as selector:
             with proc:  # closes the pipes on the way out
                 try:
@@ -396,7 +549,7 @@ class JobRunner:
                     if proc.poll() is None:
                         proc.kill()
                     proc.wait()  # reap the job's first process before the sweep reaps anything else
-                    self.sweeper.end_leftovers(proc.pid)
+                    self._sweep(proc.pid)
                 self._drain(pipes)
         stdout, stderr = pipes.stdout, pipes.stderr
         code = proc.returncode
@@ -422,7 +575,7 @@ class JobRunner:
         return result
 
     @staticmethod
-    def _watch(proc: subprocess.Popen, spec: JobSpec, selector: selectors.BaseSelector) -> _Pipes:
+    def _watch(proc: subprocess.Popen | ForkedJob, spec: JobSpec, selector: selectors.BaseSelector) -> _Pipes:
         pipes = _Pipes(
             selector, stdout=_CappedOutput(spec.max_output_bytes), stderr=_CappedOutput(spec.max_output_bytes)
         )
@@ -441,17 +594,20 @@ class JobRunner:
         return pipes
 
     @staticmethod
-    def _wait_for_exit(proc: subprocess.Popen, pipes: _Pipes, deadline: float) -> bool:
+    def _wait_for_exit(proc: subprocess.Popen | ForkedJob, pipes: _Pipes, deadline: float) -> bool:
         """Pump output until the job's first process exits (False) or the deadline passes (True).
 
         The first process's exit ends the job even while a background child still holds the
         pipes open; the sweep then ends that child.
         """
-        try:
-            exit_fd = os.pidfd_open(proc.pid)
-        except OSError:  # no pidfd (old kernel or filtered): poll instead
-            exit_fd = None
+        if isinstance(proc, ForkedJob):
+            exit_fd = os.dup(proc.pidfd)
         else:
+            try:
+                exit_fd = os.pidfd_open(proc.pid)
+            except OSError:  # no pidfd (old kernel or filtered): poll instead
+                exit_fd = None
+        if exit_fd is not None:
             pipes.selector.register(exit_fd, selectors.EVENT_READ, "exit")
         try:
             while True:

@@ -41,9 +41,19 @@ class Settings(BaseModel):
     work_root: Path = Field(Path("/tmp"), alias="EXECUTOR_WORK_ROOT")
     #: The small C program (launcher/job_launch.c) that puts a job's limits on it, then execs it.
     job_launcher: Path = Field(Path("/opt/executor/bin/job-launch"), alias="EXECUTOR_JOB_LAUNCHER")
-    #: ``python``: after every job's sweep, start the next Python job's interpreter and let it wait
-    #: (prestart.py); ``none``: every job starts its interpreter when it comes (a cold start).
-    prestart: Literal["python", "none"] = Field("python", alias="EXECUTOR_PRESTART")
+    #: How Python jobs start. ``fork``: forked, per job, by a fork server (zygote.py) that waits inside its
+    #: own start-up; needs Landlock ABI 6, else ``python`` is used. ``python``: after every job's sweep,
+    #: the next Python job's interpreter is started and waits (prestart.py). ``none``: every job starts its
+    #: interpreter when it comes (a cold start).
+    prestart: Literal["fork", "python", "none"] = Field("fork", alias="EXECUTOR_PRESTART")
+    #: Jobs one fork server forks before the service replaces it (after that job's sweep): what its jobs
+    #: share (the hash secret, the address-space layout; see the README) is shared by at most this many.
+    fork_jobs: int = Field(1000, alias="EXECUTOR_FORK_JOBS", ge=1, le=1_000_000)
+    #: Where the stack mounts the agent's project, read-only, at the path the agent sees it: the
+    #: working directory of the project tools' jobs (run_command, run_tests). Unset: no project tools.
+    project_dir: Path | None = Field(None, alias="EXECUTOR_PROJECT_DIR")
+    #: What ``run_tests`` runs in the project (a POSIX sh command line; the tool appends its arguments).
+    test_command: str = Field("python3 -m pytest", alias="EXECUTOR_TEST_COMMAND", min_length=1, max_length=4096)
 
     @model_validator(mode="after")
     def _default_timeout_within_max(self) -> Settings:

@@ -16,6 +16,11 @@ Two ways to find a job's leftovers, chosen once at start (see ``isolation.Isolat
   can signal or read those.) When anything is left, ``kill(-1, SIGSTOP)`` first freezes every process
   of our UID at once, so a fork bomb cannot outrun the walk over /proc; the spared processes get
   SIGCONT back a moment later.
+  The caller may also name processes to spare by PID (``spare``): the fork server (zygote.py), a child
+  of the service that runs no job code and that no job can reach (see the README). Spared by the PID
+  the service got when it started it, never by anything a job can set; its PID stays its own while it
+  is unreaped, and the sweep is what reaps the service's children, so when the sweep reaps a spared
+  process it stops sparing that PID at once and reports it (a job could be given the PID next).
 * ``SessionSweeper`` (development mode, not PID 1): only the processes in the job's session are
   ended. A job that calls setsid() escapes it: development only, never for untrusted code.
 """
@@ -106,17 +111,19 @@ class InitSweeper:
             raise RuntimeError("InitSweeper needs the service to be PID 1 of its PID namespace")
         self.proc = proc
 
-    def end_leftovers(self, job_pid: int | None = None) -> None:
+    def end_leftovers(self, job_pid: int | None = None, spare: frozenset[int] = frozenset()) -> set[int]:
+        """Kill every job process; returns those of ``spare`` found dead (and reaped) meanwhile."""
         deadline = time.monotonic() + SWEEP_DEADLINE_S
         foreign: set[int] = set()  # of another UID (a root `docker exec` and its children): not ours to end
+        spared, gone = set(spare), set()
         while True:
-            self._reap_ready_children()
-            if not self._job_processes(foreign):
-                return  # the common case: one walk over a near-empty /proc, no signal sent
+            gone |= self._reap_ready_children(spared)
+            if not self._job_processes(foreign, spared):
+                return gone  # the common case: one walk over a near-empty /proc, no signal sent
             with contextlib.suppress(ProcessLookupError):
                 os.kill(-1, signal.SIGSTOP)  # freeze all at once: nothing forks while we look
             try:
-                leftovers = self._job_processes(foreign)
+                leftovers = self._job_processes(foreign, spared)
                 for info in leftovers:
                     if info.state != "Z" and not _kill(info.pid, signal.SIGKILL):
                         foreign.add(info.pid)
@@ -129,7 +136,7 @@ class InitSweeper:
             # Killed processes turn zombies, are handed to PID 1 as their parents die, and get reaped.
             time.sleep(0.001)
 
-    def _job_processes(self, foreign: set[int]) -> list[ProcessInfo]:
+    def _job_processes(self, foreign: set[int], spared: set[int]) -> list[ProcessInfo]:
         table = read_process_table(self.proc)
         uid = os.geteuid()
         return [
@@ -138,18 +145,24 @@ class InitSweeper:
             if info.pid != 1
             and info.pid not in foreign
             and info.ppid not in foreign
+            and info.pid not in spared
             and not spared_by_the_sweep(info, uid)
         ]
 
     @staticmethod
-    def _reap_ready_children() -> None:
+    def _reap_ready_children(spared: set[int]) -> set[int]:
+        """Reap every finished child; a spared one leaves ``spared`` (its PID is free now) and is returned."""
+        gone = set()
         while True:
             try:
                 pid, _status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return gone
             if pid == 0:
-                return
+                return gone
+            if pid in spared:
+                spared.discard(pid)
+                gone.add(pid)
 
 
 class SessionSweeper:
@@ -158,16 +171,18 @@ class SessionSweeper:
     def __init__(self, proc: str = "/proc"):
         self.proc = proc
 
-    def end_leftovers(self, job_pid: int | None = None) -> None:
+    def end_leftovers(self, job_pid: int | None = None, spare: frozenset[int] = frozenset()) -> set[int]:
+        """Kill the job's session (``spare`` is never in it: the fork server has a session of its own)."""
         if job_pid is None:
-            return
+            return set()
         deadline = time.monotonic() + SWEEP_DEADLINE_S
         me = os.getpid()
         while True:
             table = read_process_table(self.proc)
-            alive = [p.pid for p in table.values() if p.session == job_pid and p.pid != me and p.state != "Z"]
+            alive = [p.pid for p in table.values()
+                     if p.session == job_pid and p.pid != me and p.pid not in spare and p.state != "Z"]
             if not alive:
-                return
+                return set()
             for pid in alive:
                 _kill(pid, signal.SIGKILL)
             if time.monotonic() > deadline:

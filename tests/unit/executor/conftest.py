@@ -30,16 +30,29 @@ TOKEN = "unit-test-token-0123456789abcdef"
 #: What the service is given instead of the token (EXECUTOR_TOKEN_SHA256).
 TOKEN_SHA256 = hashlib.sha256(TOKEN.encode()).hexdigest()
 LAUNCHER_SOURCE = EXECUTOR_SOURCE / "launcher" / "job_launch.c"
+ZYGOTE_SOURCE = EXECUTOR_SOURCE / "launcher" / "zygote.c"
 
 
 def build_launcher(directory: Path) -> Path:
-    """Compile launcher/job_launch.c as the image does."""
+    """Compile launcher/job_launch.c, and next to it the fork server's module (launcher/zygote.c, for the
+    jobs' Python: its headers), as the image does."""
+    from executor_service.runner import JOB_PATH
+    from executor_service.zygote import MODULE_NAME
+
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         pytest.fail("a C compiler (cc) is needed to build images/executor/launcher/job_launch.c for these tests")
     binary = directory / "job-launch"
     flags = ["-O2", "-Wall", "-Wextra", "-Werror"]
     subprocess.run([compiler, *flags, "-o", str(binary), str(LAUNCHER_SOURCE)], check=True, capture_output=True)
+    job_python = shutil.which("python3", path=JOB_PATH)
+    include = subprocess.run([job_python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    if not (Path(include) / "Python.h").is_file():
+        pytest.fail(f"the jobs' Python ({job_python}) has no headers in {include}: install its -dev package")
+    module = directory / MODULE_NAME
+    subprocess.run([compiler, *flags, "-shared", "-fPIC", f"-I{include}", "-o", str(module), str(ZYGOTE_SOURCE)],
+                   check=True, capture_output=True)
     return binary
 
 
@@ -66,9 +79,10 @@ def work_root(tmp_path) -> Path:
     return root
 
 
-@pytest.fixture(params=["python", "none"], ids=["warm", "cold"])
+@pytest.fixture(params=["fork", "python", "none"], ids=["fork", "warm", "cold"])
 def runner(request, work_root, job_launcher) -> JobRunner:
-    """Every runner test twice: with the next job's interpreter pre-started (warm) and without (cold)."""
+    """Every runner test three times: Python jobs forked by the fork server, handed to an interpreter
+    pre-started after the last sweep (warm), and started cold."""
     settings = make_settings(
         work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096", EXECUTOR_PRESTART=request.param
     )

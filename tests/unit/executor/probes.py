@@ -74,3 +74,76 @@ CASES = {
     "background_child": ("import subprocess; subprocess.Popen(['sleep', '30']); print('parent done')", {}),
     "file_of_the_job": ("print(open(__file__).read().splitlines()[0])", {}),
 }
+
+#: The start of the hostile jobs: ``attempt(action)`` gives "allowed" or the name of the errno it raised;
+#: ``syscall(number, *args)`` makes a raw system call, raising OSError on failure.
+ATTEMPTS = r"""
+import ctypes, errno
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+def syscall(number, *args):
+    ctypes.set_errno(0)
+    if _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(arg) for arg in args)) == -1:
+        raise OSError(ctypes.get_errno(), "")
+"""
+
+#: A job that tries everything a process of the same UID could do to its parent, the fork server (a forked job's
+#: parent); prints what each attempt gave ("allowed" or the errno's name) and the parent's PID ("server").
+ATTACK_THE_FORK_SERVER = ATTEMPTS + r"""
+import json, os, resource, signal
+server = os.getppid()
+PTRACE = {"x86_64": 101, "aarch64": 117}[os.uname().machine]
+def pidfd_kill():
+    fd = os.pidfd_open(server)
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+report = {
+    "kill": attempt(lambda: os.kill(server, signal.SIGKILL)),
+    "stop": attempt(lambda: os.kill(server, signal.SIGSTOP)),
+    "probe_signal": attempt(lambda: os.kill(server, 0)),
+    "pidfd_kill": attempt(pidfd_kill),
+    "process_group": attempt(lambda: os.killpg(os.getpgid(server), signal.SIGKILL)),
+    "prlimit_nofile": attempt(lambda: resource.prlimit(server, resource.RLIMIT_NOFILE, (4, 4))),
+    "prlimit_cpu": attempt(lambda: resource.prlimit(server, resource.RLIMIT_CPU, (1, 1))),
+    "prlimit_as": attempt(lambda: resource.prlimit(server, resource.RLIMIT_AS, (1 << 20, 1 << 20))),
+    "prlimit_nproc": attempt(lambda: resource.prlimit(server, resource.RLIMIT_NPROC, (1, 1))),
+    "renice": attempt(lambda: os.setpriority(os.PRIO_PROCESS, server, 19)),
+    "renice_user": attempt(lambda: os.setpriority(os.PRIO_USER, 0, 19)),
+    "affinity": attempt(lambda: os.sched_setaffinity(server, {0})),
+    "scheduler": attempt(lambda: os.sched_setscheduler(server, os.SCHED_BATCH, os.sched_param(0))),
+    "ptrace_attach": attempt(lambda: syscall(PTRACE, 16, server, 0, 0)),
+    "ptrace_seize": attempt(lambda: syscall(PTRACE, 0x4206, server, 0, 0)),
+    "mem": attempt(lambda: os.close(os.open(f"/proc/{server}/mem", os.O_RDWR))),
+    "environ": attempt(lambda: open(f"/proc/{server}/environ", "rb").read()),
+    "maps": attempt(lambda: open(f"/proc/{server}/maps").read()),
+    "reading_its_limits": attempt(lambda: resource.prlimit(server, resource.RLIMIT_NOFILE)),
+}
+# Its fds (the control socket above all): their numbers are listed as for any process of the UID, but
+# none can be opened or followed.
+for fd in os.listdir(f"/proc/{server}/fd"):
+    report[f"open_fd_{fd}"] = attempt(lambda: os.close(os.open(f"/proc/{server}/fd/{fd}", os.O_RDONLY)))
+    report[f"link_fd_{fd}"] = attempt(lambda: os.readlink(f"/proc/{server}/fd/{fd}"))
+report["server"] = server
+print(json.dumps(report))
+"""
+
+
+def expected_attack_outcome(report: dict, as_root: bool) -> dict:
+    """What ATTACK_THE_FORK_SERVER must get: EPERM for signals, ptrace, limits, priority and scheduling
+    (Landlock's scope and ptrace rule, job-launch's seccomp filter), EACCES for files of /proc, and only
+    reading its limits. As root (these unit tests on a host), Landlock lets ptrace-mode reads of an
+    enclosing domain's process through; the executors' UIDs are never 0."""
+    expected = {name: "EACCES" if name in ("mem", "environ", "maps") or "_fd_" in name else "EPERM"
+                for name in report if name != "server"}
+    expected["reading_its_limits"] = "allowed"
+    if as_root:
+        expected.update(environ="allowed", maps="allowed")
+    return expected

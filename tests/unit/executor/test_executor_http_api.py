@@ -193,7 +193,7 @@ def test_unknown_paths_and_methods_answer_json(client):
 def test_a_failed_cleanup_takes_the_executor_out_of_service(live_server, client, anonymous, monkeypatch):
     from executor_service.sweeper import CleanupFailed
 
-    def cannot_sweep(job_pid=None):
+    def cannot_sweep(job_pid=None, spare=frozenset()):
         raise CleanupFailed("job processes still alive: [4242]")
 
     monkeypatch.setattr(live_server.runner.sweeper, "end_leftovers", cannot_sweep)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -14,13 +15,15 @@ from executor_service.runner import JOB_NOFILE
 from .conftest import TOKEN, run_async
 
 
-def spec(language: str, source: str, *, stdin: str | None = None, timeout_s: float = 10, cap: int = 4096) -> JobSpec:
+def spec(language: str, source: str, *, stdin: str | None = None, timeout_s: float = 10, cap: int = 4096,
+         workdir: Path | None = None) -> JobSpec:
     return JobSpec(
         language=LANGUAGES[language],
         source=source.encode(),
         stdin=None if stdin is None else stdin.encode(),
         timeout_s=timeout_s,
         max_output_bytes=cap,
+        workdir=workdir,
     )
 
 
@@ -29,12 +32,10 @@ def run(runner, job: JobSpec):
 
 
 def left_in_work_root(runner) -> list[str]:
-    """What is in the work root besides the next job's pre-started interpreter's fresh job dir and hook."""
-    if runner._prestarter is not None:
-        runner._prestarter.join()
+    """What is in the work root besides the next job's pre-started interpreter's (or a new fork server's)
+    fresh job dir and hook."""
+    runner._join_creator()
     found = sorted(str(path.relative_to(runner.work_root)) for path in runner.work_root.rglob("*"))
-    if runner._waiting is None:
-        return found
     hook = runner.job_dir / ".local"
     return [name for name in found if name != "job" and not (runner.work_root / name).is_relative_to(hook)]
 
@@ -188,3 +189,33 @@ def test_a_job_that_cannot_start_is_reported_and_leaves_nothing(work_root, job_l
         run(runner, spec("python", "print(1)"))
     runner.close()  # wait for the next pre-start (it fails too, and must leave nothing either)
     assert list(runner.work_root.iterdir()) == []
+
+
+@pytest.mark.parametrize("language", ["python", "sh"])
+def test_a_job_runs_in_its_working_directory_with_its_scratch_home_and_script(runner, tmp_path, language):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.txt").write_text("x")
+    source = {
+        "python": "import os, sys\nprint(os.getcwd(), os.listdir('.'), os.environ['HOME'], os.environ['TMPDIR'], "
+                  "__file__, sys.path[0])",
+        "sh": 'echo "$(pwd) [\'$(ls)\'] $HOME $TMPDIR $0"',
+    }[language]
+    result = run(runner, spec(language, source, workdir=project))
+    job_dir, script = runner.job_dir, runner.job_dir / LANGUAGES[language].script_name
+    expected = f"{project} ['data.txt'] {job_dir} {job_dir} {script}" + (f" {job_dir}" if language == "python" else "")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, expected + "\n", "")
+    # The next job without one is back in its scratch directory.
+    assert run(runner, spec(language, "pwd" if language == "sh" else "import os; print(os.getcwd())")).stdout == (
+        f"{job_dir}\n")
+
+
+def test_a_working_directory_that_is_none_runs_nothing(runner, tmp_path):
+    from executor_service.runner import JobStartFailed
+
+    afile = tmp_path / "file"
+    afile.write_text("")
+    for workdir in (tmp_path / "missing", afile, Path("relative")):
+        with pytest.raises(JobStartFailed, match="working directory"):
+            run(runner, spec("python", "print(1)", workdir=workdir))
+    assert run(runner, spec("python", "print(1)")).stdout == "1\n"  # and nothing broke

@@ -17,6 +17,7 @@ def test_defaults_match_the_documented_ones():
     assert settings.max_source_bytes == 256 * 1024
     assert settings.job_memory_mb is None
     assert str(settings.work_root) == "/tmp"
+    assert (settings.prestart, settings.fork_jobs) == ("fork", 1000)
 
 
 def test_values_are_read_from_the_environment():
@@ -52,6 +53,8 @@ def test_an_empty_variable_counts_as_unset():
         ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_MAX_OUTPUT_BYTES": "0"}, "EXECUTOR_MAX_OUTPUT_BYTES"),
         ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_JOB_NPROC": "1"}, "EXECUTOR_JOB_NPROC"),
         ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_DEFAULT_TIMEOUT_S": "90"}, "EXECUTOR_MAX_TIMEOUT_S"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_PRESTART": "zygote"}, "EXECUTOR_PRESTART"),
+        ({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_FORK_JOBS": "0"}, "EXECUTOR_FORK_JOBS"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(environ, named):

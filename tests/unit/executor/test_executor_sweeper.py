@@ -163,3 +163,28 @@ UID = 20000
 def test_the_sweep_spares_only_non_dumpable_processes_exec_d_from_outside(ppid, owner, state, spared):
     info = ProcessInfo(pid=99, ppid=ppid, session=99, state=state, proc_owner=owner)
     assert spared_by_the_sweep(info, UID) is spared
+
+
+def test_reaping_a_spared_process_stops_sparing_its_pid_and_says_so():
+    """The fork server is spared by PID; once the sweep reaps it, that PID could be a job's next."""
+    spared_child = subprocess.Popen(["true"])
+    other_child = subprocess.Popen(["true"])
+    for child in (spared_child, other_child):
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # finished, not reaped
+    spared = {spared_child.pid, 424242}
+    gone = InitSweeper._reap_ready_children(spared)
+    assert gone == {spared_child.pid} and spared == {424242}
+    for child in (spared_child, other_child):
+        with pytest.raises(ChildProcessError):
+            os.waitpid(child.pid, os.WNOHANG)  # both reaped
+        child.returncode = 0  # reaped here: keep Popen from waiting for them again
+
+
+def test_the_session_sweeper_never_ends_a_spared_process():
+    job = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert SessionSweeper().end_leftovers(job.pid, frozenset({job.pid})) == set()
+        assert job.poll() is None
+    finally:
+        job.kill()
+        job.wait()

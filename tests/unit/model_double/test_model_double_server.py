@@ -456,7 +456,7 @@ def test_bad_settings_stop_the_server_with_a_message(env, named):
     assert named in result.stderr
 
 
-# --- branch 2: scripted calls (the lockdown tests) -------------------------------------------
+# --- branch 1: scripted calls (the lockdown tests, multi-step turns) -------------------------------------------
 
 
 def scripted_request(double, name, arguments, tools=OPENCODE_TOOLS):
@@ -489,6 +489,23 @@ def test_a_scripted_call_is_made_once_then_the_result_is_echoed(port, double):
     _, payload = chat(port, body)
     choice = json.loads(payload)["choices"][0]
     assert choice["finish_reason"] == "stop" and "permission denied" in choice["message"]["content"]
+
+
+def test_several_directives_are_called_in_order_one_per_step_then_the_last_result_is_echoed(port, double):
+    steps = [("write", {"filePath": "t.py", "content": "x"}), ("executor_run_tests", {"arguments": "t.py"})]
+    text = " then ".join(double.scripted_call_text(name, arguments) for name, arguments in steps)
+    messages = [{"role": "user", "content": f"Task: {text}"}]
+    for index, (name, arguments) in enumerate(steps):
+        _, payload = chat(port, {"model": MODEL, "messages": messages, "tools": OPENCODE_TOOLS})
+        choice = json.loads(payload)["choices"][0]
+        assert choice["finish_reason"] == "tool_calls"
+        (call,) = choice["message"]["tool_calls"]
+        assert (call["function"]["name"], json.loads(call["function"]["arguments"])) == (name, arguments)
+        messages += [{"role": "assistant", "content": "", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": call["id"], "content": f"result {index}"}]
+    _, payload = chat(port, {"model": MODEL, "messages": messages, "tools": OPENCODE_TOOLS})
+    choice = json.loads(payload)["choices"][0]
+    assert choice["finish_reason"] == "stop" and choice["message"]["content"] == "Executor said: result 1"
 
 
 def test_a_scripted_call_without_tools_is_no_agent_turn(port, double):

@@ -1,8 +1,9 @@
 // Baked read-only into the workspace image's OpenCode config directory (XDG_CONFIG_HOME/opencode).
 // User-initiated shells (the web terminal, `!cmd` in a session) inherit the server's environment;
 // this removes the stack's secrets from it. It does not stop anything else the server's UID runs
-// from reading them (/proc/<server pid>/environ): see the README, "What runs where".
-const SECRETS = ["MODEL_API_KEY", "EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD", "OPENCODE_CONFIG_CONTENT"];
+// from reading them (/proc/<server pid>/environ): see the README, "What runs where". The model API
+// key is not among them: the workspace never has it (the model gateway adds it).
+const SECRETS = ["EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD", "OPENCODE_CONFIG_CONTENT"];
 
 export const StripSecretsFromShells = async () => ({
   "shell.env": async (_input, output) => {
