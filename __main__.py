@@ -33,4 +33,9 @@ if sandbox.egress is not None:
 if sandbox.model_api is not None:
     containers["ingress_model_api"] = sandbox.model_api.container_name
     pulumi.export("model_api_url", sandbox.model_api.url)
+if sandbox.conductor is not None:
+    containers["conductor"] = sandbox.conductor.container_name
+    containers["ingress_conductor"] = sandbox.conductor_ingress.container_name
+    pulumi.export("conductor_url", sandbox.conductor_url)
+    pulumi.export("conductor_token", sandbox.conductor_token)
 pulumi.export("containers", containers)

@@ -119,19 +119,23 @@ def bench_overrides(project_dir: Path) -> dict[str, Any]:
     ci = {key.partition(":")[2]: value for key, value in program.stack_config(SETTINGS_FROM).items()}
     workspace, model = json.loads(ci["workspace"]), json.loads(ci["model"])
     executors = json.loads(ci.get("executors", "{}"))
-    web_port, model_port = _free_loopback_ports(2)
+    conductor = json.loads(ci.get("conductor", "{}"))
+    web_port, model_port, conductor_port = _free_loopback_ports(3)
     workspace["project_dir"] = str(project_dir)
     workspace.setdefault("web", {})["port"] = web_port
     if "host_port" in model:
         model["host_port"] = model_port
     executors["uid_base"] = BENCH_EXECUTOR_UID_BASE
-    return {"workspace": workspace, "model": model, "executors": executors}
+    overrides = {"workspace": workspace, "model": model, "executors": executors}
+    if conductor.get("enabled"):
+        overrides["conductor"] = {**conductor, "host_port": conductor_port}
+    return overrides
 
 
 def prepare_project_dir(project: Path, user: dict[str, int] | None) -> None:
     """The benchmark's (empty) project, as a developer's must be: the workspace's user owns it, and the
     executors, which mount it read-only under UIDs of their own, can read it (o+rX). The stack would create
-    a missing one 0750."""
+    a missing one 0755."""
     project.mkdir(mode=0o755)
     project.chmod(0o755)
     if os.geteuid() == 0 and user:

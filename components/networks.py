@@ -7,7 +7,10 @@ Which networks there are, whether each is internal and which roles join it is st
 - ``model-upstream`` (internal, in-stack model only): model gateway <-> model server (and the
   model's ingress gateway, if published); the workspace is not on it
 - ``executor``       (internal): workspace <-> executors; an executor can reach nothing but the workspace's calls
-- ``ingress``        (internal): ingress gateway <-> workspace (the web UI)
+- ``ingress``        (internal): ingress gateway <-> workspace (the web UI); the conductor -> the
+  workspace's OpenCode API (``conductor.enabled``)
+- ``conductor``      (internal, ``conductor.enabled`` only): the conductor's ingress gateway <-> the
+  conductor's MCP endpoint; the workspace is not on it
 - ``edge``           (not internal): the ingress gateways' side where ports are published on 127.0.0.1;
   IP masquerading is off, so nothing on it is NATed to the outside
 - ``egress``         (internal): the workspace (``egress.allow``) and the model gateway (an external
@@ -47,6 +50,8 @@ class SandboxNetworksArgs:
     #: An in-stack model server (vLLM, the test double): the model gateway reaches it on model-upstream.
     with_model_upstream: bool
     with_egress: bool
+    #: The conductor mode: its own network between the conductor and its ingress gateway.
+    with_conductor: bool = False
 
 
 class SandboxNetworks(pulumi.ComponentResource):
@@ -57,6 +62,7 @@ class SandboxNetworks(pulumi.ComponentResource):
     edge: docker.Network
     egress: docker.Network | None
     outside: docker.Network | None
+    conductor: docker.Network | None
 
     def __init__(self, name: str, args: SandboxNetworksArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("opencode-sandbox:index:SandboxNetworks", name, None, opts)
@@ -69,6 +75,7 @@ class SandboxNetworks(pulumi.ComponentResource):
         self.edge = self._network("edge", options=EDGE_OPTIONS)
         self.egress = self._network("egress") if args.with_egress else None
         self.outside = self._network("outside") if args.with_egress else None
+        self.conductor = self._network("conductor") if args.with_conductor else None
         self.register_outputs({
             "names": {key: net.name for key, net in self.all().items()},
         })
@@ -76,7 +83,8 @@ class SandboxNetworks(pulumi.ComponentResource):
     def all(self) -> dict[str, docker.Network]:
         """purpose -> network, for the networks this stack has."""
         candidates = {"model": self.model, "model-upstream": self.model_upstream, "executor": self.executor,
-                      "ingress": self.ingress, "edge": self.edge, "egress": self.egress, "outside": self.outside}
+                      "ingress": self.ingress, "edge": self.edge, "egress": self.egress, "outside": self.outside,
+                      "conductor": self.conductor}
         return {key: net for key, net in candidates.items() if net is not None}
 
     def _network(self, purpose: str, options: dict[str, str] | None = None) -> docker.Network:

@@ -16,12 +16,20 @@ also governs ``write`` and patches) is denied for Git's internals and for OpenCo
 configuration inside the project. :data:`LOCKDOWN_ENV` are the environment variables
 that go with it (project config, auto-update, model-list fetches, LSP downloads and
 external skills off).
+
+The user's remote MCP servers (``workspace.mcp_servers``) join the executor's under ``mcp``, each
+with ``<name>_*`` allowed or asked (its ``approval``) *before* the denials of the built-in tools, so
+no server name can re-allow one. Their header secrets are ``{env:OPENCODE_SANDBOX_MCP_SECRET_<NAME>}``
+(:func:`mcp_secret_env`): the values are in the workspace's environment only, and the image's
+shell plugin strips every variable with that prefix from user shells.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
 
 PROVIDER_ID = "sandbox"
 EXECUTOR_MCP_NAME = "executor"
@@ -30,6 +38,40 @@ EXECUTOR_MCP_NAME = "executor"
 #: the workspace never holds. A fixed value keeps OpenCode from looking for a key anywhere else.
 MODEL_API_KEY_PLACEHOLDER = "not-a-secret-the-model-gateway-adds-the-key"
 EXECUTOR_TOKEN_ENV = "EXECUTOR_TOKEN"
+#: The workspace variables holding ``mcp_secrets`` entries: ``<prefix><NAME>``. The shell plugin
+#: (images/workspace/opencode-config/plugins/strip-secrets.js) strips every variable with it.
+MCP_SECRET_ENV_PREFIX = "OPENCODE_SANDBOX_MCP_SECRET_"
+#: ``{secret:<name>}`` in a header value: the entry <name> of the secret stack key ``mcp_secrets``.
+MCP_SECRET_REFERENCE = re.compile(r"\{secret:([a-z][a-z0-9_]{0,62})\}")
+
+
+def mcp_secret_env(name: str) -> str:
+    """The workspace variable holding the ``mcp_secrets`` entry ``name`` (lower case: names map one to one)."""
+    return MCP_SECRET_ENV_PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class McpServerConfig:
+    """One of the user's remote MCP servers, as opencode.json declares it (stacks.settings.McpServer)."""
+
+    url: str
+    #: Header -> value, where ``{secret:<name>}`` stands for an ``mcp_secrets`` entry.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    approval: str = "allow"
+    enabled: bool = True
+    timeout_ms: int | None = None
+
+    def opencode(self) -> dict:
+        entry: dict = {"type": "remote", "url": self.url, "enabled": self.enabled,
+                       # No OAuth discovery: credentials come only from the declared headers.
+                       "oauth": False}
+        if self.headers:
+            entry["headers"] = {header: MCP_SECRET_REFERENCE.sub(lambda m: f"{{env:{mcp_secret_env(m.group(1))}}}",
+                                                                 value)
+                                for header, value in self.headers.items()}
+        if self.timeout_ms is not None:
+            entry["timeout"] = self.timeout_ms
+        return entry
 
 
 #: The tools the model is offered, besides the executor's (``executor_*``). ``write`` and
@@ -68,18 +110,27 @@ class OpenCodeConfigArgs:
     executor_mcp_url: str
     #: ``allow``: executor runs start at once; ``ask``: each waits for the user's approval.
     executor_approval: str = "allow"
+    #: The user's remote MCP servers, by name (validated by stacks.settings).
+    mcp_servers: Mapping[str, McpServerConfig] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.executor_approval not in EXECUTOR_APPROVALS:
             raise ValueError(f"executor_approval must be one of {EXECUTOR_APPROVALS}, not {self.executor_approval!r}")
+        for name, server in self.mcp_servers.items():
+            if name == EXECUTOR_MCP_NAME or server.approval not in EXECUTOR_APPROVALS:
+                raise ValueError(f"MCP server {name!r}: a reserved name or an approval not in {EXECUTOR_APPROVALS}")
 
 
-def permissions(executor_approval: str) -> dict:
+def permissions(executor_approval: str, mcp_approvals: Mapping[str, str] | None = None) -> dict:
     """OpenCode's ``permission``: deny everything first, then allow (order matters: the last match wins)."""
     rules: dict = {"*": "deny"}
     for tool in FILE_TOOLS:
         rules[tool] = "allow"
     rules["edit"] = {"*": "allow", **{pattern: "deny" for pattern in PROTECTED_EDIT_PATTERNS}}
+    # The user's servers before the denials below: a name such as `external` could not re-allow
+    # external_directory even if settings validation let it through.
+    for name, approval in (mcp_approvals or {}).items():
+        rules[f"{name}_*"] = approval
     for tool in DENIED_TOOLS:
         rules[tool] = "deny"
     rules[f"{EXECUTOR_MCP_NAME}_*"] = executor_approval
@@ -108,9 +159,11 @@ def opencode_config(args: OpenCodeConfigArgs) -> dict:
                 "url": args.executor_mcp_url,
                 "enabled": True,
                 "headers": {"Authorization": f"Bearer {{env:{EXECUTOR_TOKEN_ENV}}}"},
-            }
+            },
+            **{name: server.opencode() for name, server in args.mcp_servers.items()},
         },
-        "permission": permissions(args.executor_approval),
+        "permission": permissions(args.executor_approval,
+                                  {name: server.approval for name, server in args.mcp_servers.items()}),
         # No language servers or formatters: both would run programs in the workspace.
         "lsp": False,
         "formatter": False,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pulumi
 
+from components.conductor import CONDUCTOR_ALIAS, CONDUCTOR_PORT, MCP_PATH, Conductor, ConductorArgs
 from components.egress_proxy import Destination
 from components.executors import SHARED_ALIAS, ExecutorPool, ExecutorPoolArgs
 from components.generated_secret import GeneratedSecret
@@ -16,7 +17,7 @@ from components.images import SandboxImages, SandboxImagesArgs
 from components.model_gateway import ModelGateway, ModelGatewayArgs
 from components.model_server import MODEL_PORT, ModelServer, ModelServerArgs
 from components.networks import SandboxNetworks, SandboxNetworksArgs
-from components.opencode_config import OpenCodeConfigArgs
+from components.opencode_config import McpServerConfig, OpenCodeConfigArgs
 from components.security.catalog import DEFAULT_PUBLISH_IP
 from components.workspace import WEB_ALIAS, WEB_PORT, Workspace, WorkspaceArgs
 from stacks.loader import StackSecrets
@@ -36,8 +37,10 @@ class Sandbox(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         model = settings.model
         in_stack_model = not isinstance(model, ExternalModel)
-        # The workspace goes out only for its allowlist; an external model is the model gateway's way out.
-        workspace_egress = bool(settings.egress.allow)
+        # The workspace goes out only for its allowlist and the user's MCP servers (each exactly its
+        # host:port); an external model is the model gateway's way out.
+        mcp_servers = settings.workspace.mcp_servers
+        workspace_egress = bool(settings.egress.allow) or bool(mcp_servers)
         with_egress = workspace_egress or isinstance(model, ExternalModel)
         engine_api = settings.engine.api
 
@@ -58,6 +61,11 @@ class Sandbox(pulumi.ComponentResource):
             build.append("egress")
         if isinstance(model, TestDoubleModel):
             build.append("model-double")
+        conductor = settings.conductor
+        self.conductor_token = None
+        if conductor.enabled:
+            build.append("conductor")
+            self.conductor_token = args.secrets.conductor_token or self._generated_secret(f"{name}-conductor-token")
         pull = {"model": model.image} if isinstance(model, VllmModel) else {}
         self.images = SandboxImages(f"{name}-images", SandboxImagesArgs(
             stack=stack, settings=settings.images, build=tuple(build), pull=pull,
@@ -69,7 +77,8 @@ class Sandbox(pulumi.ComponentResource):
         refs = self.images.refs
 
         self.networks = SandboxNetworks(f"{name}-networks", SandboxNetworksArgs(
-            stack=stack, with_model_upstream=in_stack_model, with_egress=with_egress), child)
+            stack=stack, with_model_upstream=in_stack_model, with_egress=with_egress,
+            with_conductor=conductor.enabled), child)
         nets = self.networks
 
         self.model_server = None
@@ -89,6 +98,8 @@ class Sandbox(pulumi.ComponentResource):
         self.egress = None
         if with_egress:
             destinations = (Destination.from_url(model.base_url),) if isinstance(model, ExternalModel) else ()
+            destinations = tuple(dict.fromkeys(
+                (*destinations, *(Destination.from_url(server.url) for server in mcp_servers.values()))))
             self.egress = EgressGateway(f"{name}-egress", EgressGatewayArgs(
                 stack=stack, image=refs["egress"], user=settings.gateways.egress_user, limits=settings.egress.limits,
                 inside_network=nets.egress.name, outside_network=nets.outside.name,
@@ -112,10 +123,15 @@ class Sandbox(pulumi.ComponentResource):
             stack=stack, settings=settings.workspace, image=refs["workspace"],
             opencode=OpenCodeConfigArgs(model_base_url=model_base_url, model_id=model_id,
                                         executor_mcp_url=self.executors.mcp_url,
-                                        executor_approval=settings.workspace.executor_approval),
+                                        executor_approval=settings.workspace.executor_approval,
+                                        mcp_servers={name: McpServerConfig(
+                                            url=server.url, headers=dict(server.headers), approval=server.approval,
+                                            enabled=server.enabled, timeout_ms=server.timeout_ms)
+                                            for name, server in mcp_servers.items()}),
             ingress_network=nets.ingress.name, networks=workspace_networks, web_password=self.web_password,
             executor_token=self.executor_token, engine_api=engine_api,
-            proxy_url=self.egress.proxy_url if workspace_egress else None, no_proxy=in_stack_names),
+            proxy_url=self.egress.proxy_url if workspace_egress else None, no_proxy=in_stack_names,
+            mcp_secrets=self._mcp_secrets(settings, args.secrets)),
             pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]))
 
         gateway_limits = settings.gateways.limits
@@ -139,6 +155,23 @@ class Sandbox(pulumi.ComponentResource):
                 target_network=nets.model_upstream.name, edge_network=nets.edge.name, engine_api=engine_api),
                 child)
 
+        # The conductor mode: an outside agent's MCP endpoint, on its own network with its ingress gateway;
+        # it reaches the workspace's OpenCode API on the ingress network.
+        self.conductor = self.conductor_ingress = None
+        self.conductor_url = None
+        if conductor.enabled:
+            self.conductor = Conductor(f"{name}-conductor", ConductorArgs(
+                stack=stack, settings=conductor, image=refs["conductor"], user=settings.gateways.conductor_user,
+                token=self.conductor_token, web_password=self.web_password, opencode_url=self.workspace.url,
+                project_dir=str(settings.workspace.project_dir), conductor_network=nets.conductor.name,
+                ingress_network=nets.ingress.name, engine_api=engine_api), child)
+            self.conductor_ingress = IngressGateway(f"{name}-conductor-ingress", IngressGatewayArgs(
+                stack=stack, purpose="conductor", image=refs["ingress"], user=settings.gateways.conductor_ingress_user,
+                limits=gateway_limits, target_host=CONDUCTOR_ALIAS, target_port=CONDUCTOR_PORT,
+                host_port=conductor.host_port, host_ip=DEFAULT_PUBLISH_IP,
+                target_network=nets.conductor.name, edge_network=nets.edge.name, engine_api=engine_api), child)
+            self.conductor_url = f"{self.conductor_ingress.url}{MCP_PATH}"
+
         self.model_endpoint = model_base_url
         self.executor_endpoints = self.executors.endpoints
         self.register_outputs({
@@ -150,6 +183,12 @@ class Sandbox(pulumi.ComponentResource):
     def _generated_secret(self, resource_name: str) -> pulumi.Output[str]:
         generated = GeneratedSecret(resource_name, length=40, opts=pulumi.ResourceOptions(parent=self))
         return pulumi.Output.secret(generated.result)
+
+    @staticmethod
+    def _mcp_secrets(settings: Settings, secrets: StackSecrets) -> dict[str, pulumi.Output[str]]:
+        """The mcp_secrets entries the servers' headers use (the loader checked that each is set)."""
+        used = {name for server in settings.workspace.mcp_servers.values() for name in server.secret_names}
+        return {name: value for name, value in (secrets.mcp_secrets or {}).items() if name in used}
 
     @staticmethod
     def _prepare_host_directories(settings: Settings) -> None:

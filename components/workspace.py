@@ -11,7 +11,7 @@ through the ingress gateway on 127.0.0.1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -20,7 +20,7 @@ from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.opencode_config import (
-    CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, OpenCodeConfigArgs, opencode_config_json,
+    CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, OpenCodeConfigArgs, mcp_secret_env, opencode_config_json,
 )
 from components.security.catalog import Role
 from stacks.settings import WorkspaceSettings
@@ -58,6 +58,8 @@ class WorkspaceArgs:
     proxy_url: str | None = None
     #: In-stack names the workspace reaches directly, never through the proxy.
     no_proxy: Sequence[str] = field(default_factory=tuple)
+    #: ``mcp_secrets`` entries the MCP servers' headers use, by name (``{env:...}`` in opencode.json).
+    mcp_secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class Workspace(pulumi.ComponentResource):
@@ -79,6 +81,8 @@ class Workspace(pulumi.ComponentResource):
             "OPENCODE_CONFIG_CONTENT": opencode_config_json(args.opencode),
             "OPENCODE_SERVER_PASSWORD": args.web_password,
             EXECUTOR_TOKEN_ENV: args.executor_token,
+            # The MCP servers' header secrets: only here, as Pulumi secrets (opencode.json names the variables).
+            **{mcp_secret_env(name): pulumi.Output.secret(value) for name, value in sorted(args.mcp_secrets.items())},
             # No project config (its tools and plugins would run in the server), no self-update, no
             # catalog or language-server downloads, no external skills.
             **LOCKDOWN_ENV,

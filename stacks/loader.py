@@ -2,7 +2,7 @@
 
 A bad setting stops the program with :class:`SettingsError`, whose message names
 every bad key, its value and the fix. Secrets (``web_password``,
-``model_api_key``, ``executor_token``) are accepted only as Pulumi secrets.
+``model_api_key``, ``executor_token``, ``mcp_secrets``, ``conductor_token``) are accepted only as Pulumi secrets.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from stacks.settings import PROJECT, Settings
 
 #: Keys holding secrets: set with `pulumi config set --secret`, never plain text in a stack file.
-SECRET_KEYS = ("web_password", "model_api_key", "executor_token")
+SECRET_KEYS = ("web_password", "model_api_key", "executor_token", "mcp_secrets", "conductor_token")
 SETTINGS_KEYS = tuple(name for name in Settings.model_fields if name != "stack")
 KNOWN_KEYS = frozenset(SETTINGS_KEYS) | frozenset(SECRET_KEYS)
 
@@ -35,6 +35,10 @@ class StackSecrets:
     web_password: pulumi.Output[str] | None
     model_api_key: pulumi.Output[str] | None
     executor_token: pulumi.Output[str] | None
+    #: The conductor's bearer token (conductor.enabled only).
+    conductor_token: pulumi.Output[str] | None = None
+    #: The values ``{secret:<name>}`` in ``workspace.mcp_servers`` headers stand for, by name.
+    mcp_secrets: Mapping[str, pulumi.Output[str]] = None
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,35 @@ def validate_settings(stack: str, raw: Mapping[str, Any]) -> Settings:
     except ValidationError as exc:
         problems.extend(_format_error(error) for error in exc.errors())
         settings = None
+    if settings is not None:
+        problems.extend(_mcp_secret_problems(settings, raw.get("mcp_secrets")))
     if problems:
         raise SettingsError("invalid stack settings:\n  - " + "\n  - ".join(problems))
     return settings
+
+
+def _mcp_secret_names(value: Any) -> tuple[list[str], str | None]:
+    """The entry names of ``mcp_secrets`` (never its values), or the problem with its shape."""
+    decoded = _decode(value) if value is not None else {}
+    if not isinstance(decoded, Mapping) or not all(isinstance(v, str) and v for v in decoded.values()):
+        return [], (f"{PROJECT}:mcp_secrets is not a map of names to non-empty strings. Fix: pulumi config set "
+                    f"--secret --path '{PROJECT}:mcp_secrets.<name>' <value>")
+    return sorted(decoded), None
+
+
+def _mcp_secret_problems(settings: Settings, raw_secrets: Any) -> list[str]:
+    names, problem = _mcp_secret_names(raw_secrets)
+    if problem:
+        return [problem]
+    problems = []
+    for server, declared in settings.workspace.mcp_servers.items():
+        for name in declared.secret_names:
+            if name not in names:
+                problems.append(
+                    f"{PROJECT}:workspace.mcp_servers.{server}.headers refers to {{secret:{name}}}, which "
+                    f"{PROJECT}:mcp_secrets does not hold. Fix: pulumi config set --secret --path "
+                    f"'{PROJECT}:mcp_secrets.{name}' <value>")
+    return problems
 
 
 def load_stack_inputs() -> StackInputs:
@@ -119,5 +149,14 @@ def load_stack_inputs() -> StackInputs:
         raise SettingsError("invalid stack settings:\n  - " + "\n  - ".join(problems))
     settings = validate_settings(pulumi.get_stack(), raw)
     config = pulumi.Config(PROJECT)
-    secrets = StackSecrets(**{key: config.get_secret(key) for key in SECRET_KEYS})
+    secrets = StackSecrets(**{key: config.get_secret(key) for key in SECRET_KEYS if key != "mcp_secrets"},
+                           mcp_secrets=_mcp_secret_outputs(config, raw.get("mcp_secrets")))
     return StackInputs(settings=settings, secrets=secrets)
+
+
+def _mcp_secret_outputs(config: pulumi.Config, raw_value: Any) -> dict[str, pulumi.Output[str]]:
+    names, _ = _mcp_secret_names(raw_value)
+    if not names:
+        return {}
+    whole = config.require_secret_object("mcp_secrets")
+    return {name: pulumi.Output.secret(whole.apply(lambda values, name=name: values[name])) for name in names}

@@ -22,6 +22,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from components.opencode_config import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE
 from components.engine_api import (OLDEST_SUPPORTED_API, SECCOMP_BUILTIN, ApiVersion, format_api_version,
                                    parse_api_version)
 from components.provider_forms import cpus_round_trip, provider_cpus
@@ -182,6 +183,95 @@ class TmpfsSizes(_Strict):
     tmp_mb: int = Field(default=1024, gt=0)
 
 
+#: MCP server names: OpenCode names their tools ``<name>_<tool>``, and the permission rule ``<name>_*``
+#: must match those and nothing else. No underscore (``a_*`` would also match ``a_b``'s tools), and
+#: none whose ``<name>_`` begins a built-in tool or permission (``external_directory``,
+#: ``apply_patch``, ``doom_loop``, ``list_mcp_resources``, ``read_mcp_resource``) or is the stack's own.
+_MCP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+RESERVED_MCP_NAMES = (EXECUTOR_MCP_NAME, "sandbox", "external", "apply", "doom", "list", "read")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+#: Keys that would make a server run code in the workspace (OpenCode's local, stdio, servers).
+_LOCAL_MCP_KEYS = ("command", "environment", "args", "cwd", "env")
+LOCAL_MCP_REFUSAL = (
+    "local (stdio) MCP servers would run their code inside the workspace, next to the stack's secrets, "
+    "and are not supported. Fix: run the server as a remote MCP server (streamable HTTP), e.g. outside "
+    "the sandbox, and declare its URL here (url: https://..., headers from mcp_secrets); or, for code "
+    "that must run next to the project, use the executors (executors.packages, executors.test_command)")
+
+
+def _mcp_header_value(value: str) -> str:
+    literal = MCP_SECRET_REFERENCE.sub("", value)
+    # OpenCode substitutes {env:...} and {file:...} anywhere in its config: a literal one would send
+    # the workspace's own secrets (or files) to the remote.
+    if "{" in literal or "}" in literal or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r} holds braces or control characters other than {{secret:<name>}} references. "
+                         "Fix: write secret values as {secret:<name>} (an entry of the secret mcp_secrets) and "
+                         "nothing else in braces")
+    return value
+
+
+class McpServer(_Strict):
+    """A remote MCP server of the user's (streamable HTTP, or SSE), reached through the egress gateway."""
+
+    type: Literal["remote"] = "remote"
+    #: http(s), host a name or an IPv4 address: its host:port is added to the egress allowlist.
+    url: str
+    #: Header -> value; ``{secret:<name>}`` stands for the entry <name> of the secret ``mcp_secrets``.
+    headers: dict[str, Annotated[str, AfterValidator(_mcp_header_value)]] = Field(default_factory=dict,
+                                                                                  max_length=16)
+    #: ``allow``: its tools (``<name>_*``) run at once; ``ask``: each call waits for your approval.
+    approval: Literal["allow", "ask"] = "allow"
+    enabled: bool = True
+    timeout_ms: int | None = Field(default=None, gt=0, le=600_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_only(cls, value):
+        if isinstance(value, dict) and (value.get("type") == "local"
+                                        or any(key in value for key in _LOCAL_MCP_KEYS)):
+            raise ValueError(LOCAL_MCP_REFUSAL)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from components.egress_proxy import Destination
+
+        if "{" in value or "}" in value:
+            raise ValueError(f"{value!r} holds braces (OpenCode would substitute them). Fix: give the URL as is; "
+                             "put credentials in headers, from mcp_secrets")
+        Destination.from_url(value)  # the egress gateway must be able to admit exactly this endpoint
+        from urllib.parse import urlsplit
+
+        if urlsplit(value).username or urlsplit(value).password:
+            raise ValueError(f"{value!r} carries credentials. Fix: remove them from the URL and send them in "
+                             "a header from mcp_secrets, e.g. Authorization: 'Bearer {secret:<name>}'")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not an HTTP header name. Fix: use e.g. Authorization or X-Api-Key")
+        return headers
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(sorted({n for value in self.headers.values() for n in MCP_SECRET_REFERENCE.findall(value)}))
+
+
+def _mcp_servers(servers: dict) -> dict:
+    for name in servers:
+        if not _MCP_NAME.match(name):
+            raise ValueError(f"{name!r} is not an MCP server name. Fix: use lower-case letters, digits and '-' "
+                             "(no '_': OpenCode names its tools <name>_<tool>), at most 31, starting with a letter")
+        if name in RESERVED_MCP_NAMES:
+            raise ValueError(f"{name!r} is reserved (the stack's own executor server, or a prefix of OpenCode's "
+                             f"built-in tools: {', '.join(RESERVED_MCP_NAMES)}). Fix: choose another name")
+    return servers
+
+
 class WorkspaceSettings(_Strict):
     #: Defaults to the user running Pulumi, so project files keep their owner.
     user: UserIds = Field(default=None, validate_default=True)
@@ -195,6 +285,9 @@ class WorkspaceSettings(_Strict):
     #: Whether each executor run (an ``executor_*`` tool call) waits for the user's approval
     #: in the web UI (``ask``) or runs at once (``allow``). ``opencode run`` rejects every ``ask``.
     executor_approval: Literal["allow", "ask"] = "allow"
+    #: The user's remote MCP servers, by name (their tools are ``<name>_*``); see :class:`McpServer`.
+    mcp_servers: Annotated[dict[str, McpServer], AfterValidator(_mcp_servers)] = Field(default_factory=dict,
+                                                                                       max_length=16)
 
     @field_validator("executor_approval", mode="before")
     @classmethod
@@ -263,8 +356,8 @@ class ExecutorSettings(_Strict):
 
 class GatewaySettings(_Strict):
     #: The egress gateway runs as uid_base, the web ingress as uid_base + 1, the model-API ingress as
-    #: uid_base + 2, the model gateway as uid_base + 3: one UID each, so that no gateway can use up
-    #: another's process budget.
+    #: uid_base + 2, the model gateway as uid_base + 3, the conductor as uid_base + 4 and its ingress
+    #: gateway as uid_base + 5: one UID each, so that no gateway can use up another's process budget.
     uid_base: int = Field(default=10001, gt=0, lt=2**31 - 8)
     gid: int = Field(default=10001, gt=0)
     limits: Limits = Limits(memory_mb=128, cpus=0.5, nproc=128)
@@ -286,8 +379,16 @@ class GatewaySettings(_Strict):
         return UserIds(uid=self.uid_base + 3, gid=self.gid)
 
     @property
+    def conductor_user(self) -> UserIds:
+        return UserIds(uid=self.uid_base + 4, gid=self.gid)
+
+    @property
+    def conductor_ingress_user(self) -> UserIds:
+        return UserIds(uid=self.uid_base + 5, gid=self.gid)
+
+    @property
     def uids(self) -> range:
-        return range(self.uid_base, self.uid_base + 4)
+        return range(self.uid_base, self.uid_base + 6)
 
 
 class VllmModel(_Strict):
@@ -362,6 +463,17 @@ class EgressSettings(_Strict):
     limits: Limits = Limits(memory_mb=256, cpus=0.5, nproc=256)
 
 
+class ConductorSettings(_Strict):
+    """The conductor mode: an MCP endpoint on 127.0.0.1:<host_port> through which an outside agent
+    (Claude Code, Codex, any MCP client) delegates tasks to the workspace's agent (components.conductor)."""
+
+    enabled: bool = False
+    host_port: int = Field(default=4097, ge=1024, le=65535)
+    #: How long delegate_task waits for the agent's answer.
+    task_timeout_s: float = Field(default=1800, gt=0)
+    limits: Limits = Limits(memory_mb=256, cpus=0.5, nproc=128)
+
+
 class TaskSettings(_Strict):
     """Limits of the autonomous task mode (``scripts/task``, operate/task.py): read by that host-side
     command from this stack's file, not by the program, which declares nothing from them."""
@@ -382,6 +494,7 @@ class Settings(_Strict):
     egress: EgressSettings = EgressSettings()
     engine: EngineSettings = EngineSettings()
     task: TaskSettings = TaskSettings()
+    conductor: ConductorSettings = ConductorSettings()
 
     @field_validator("egress", mode="before")
     @classmethod
@@ -398,6 +511,15 @@ class Settings(_Strict):
                 f"{format_api_version(SECCOMP_BUILTIN.min_api)}), but engine.api_version = {self.engine.api_version}. "
                 "Fix: set engine.api_version to your engine's (docker version --format '{{.Server.APIVersion}}') "
                 "or model.seccomp: service")
+        return self
+
+    @model_validator(mode="after")
+    def _conductor_port_free(self):
+        ports = {"workspace.web.port": self.workspace.web.port, "model.host_port": getattr(self.model, "host_port", None)}
+        for key, port in ports.items():
+            if self.conductor.enabled and port == self.conductor.host_port:
+                raise ValueError(f"conductor.host_port = {self.conductor.host_port}: {key} publishes that port "
+                                 "already. Fix: choose another conductor.host_port")
         return self
 
     @model_validator(mode="after")

@@ -32,6 +32,8 @@ class Role(str, Enum):
     EGRESS_GATEWAY = "egress-gateway"
     #: Holds the model API key and adds it to the workspace's model requests (images/model-gateway).
     MODEL_GATEWAY = "model-gateway"
+    #: The MCP endpoint an outside agent delegates work through (images/conductor), when enabled.
+    CONDUCTOR = "conductor"
 
 
 ALL_ROLES = frozenset(role.value for role in Role)
@@ -60,14 +62,19 @@ NETWORKS: Mapping[str, NetworkDesign] = {
         "too when `model.host_port` publishes the model. No such network with an external model"),
     "executor": NetworkDesign(True, frozenset({Role.WORKSPACE.value, Role.EXECUTOR.value}),
                               "the workspace → the executors, with the token"),
-    "ingress": NetworkDesign(True, frozenset({Role.INGRESS_GATEWAY.value, Role.WORKSPACE.value}),
-                             "the web ingress gateway → the workspace's web UI"),
+    "ingress": NetworkDesign(
+        True, frozenset({Role.INGRESS_GATEWAY.value, Role.WORKSPACE.value, Role.CONDUCTOR.value}),
+        "the web ingress gateway → the workspace's web UI; the conductor (when enabled) → the workspace's "
+        "OpenCode API, with the web password"),
+    "conductor": NetworkDesign(True, frozenset({Role.INGRESS_GATEWAY.value, Role.CONDUCTOR.value}),
+                               "the conductor's ingress gateway → the conductor's MCP endpoint, with its token. "
+                               "Only when `conductor.enabled`"),
     "edge": NetworkDesign(False, frozenset({Role.INGRESS_GATEWAY.value}),
                           "where the ingress gateways publish their ports, on 127.0.0.1 only (no masquerading)"),
     "egress": NetworkDesign(
         True, frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value, Role.EGRESS_GATEWAY.value}),
-        "the workspace (when `egress.allow` names any) and the model gateway (with an external model) → the "
-        "egress gateway's proxy"),
+        "the workspace (when `egress.allow` names any, or `workspace.mcp_servers` declares any) and the model "
+        "gateway (with an external model) → the egress gateway's proxy"),
     "outside": NetworkDesign(False, frozenset({Role.EGRESS_GATEWAY.value}), "the egress gateway's route out"),
 }
 
@@ -111,6 +118,7 @@ ROLE_SECCOMP_PROFILE: Mapping[str, str] = {
     Role.INGRESS_GATEWAY.value: "service",
     Role.EGRESS_GATEWAY.value: "service",
     Role.MODEL_GATEWAY.value: "service",
+    Role.CONDUCTOR.value: "service",
 }
 BUILTIN_SECCOMP = "builtin"
 ROLES_ALLOWED_BUILTIN_SECCOMP = frozenset({Role.MODEL.value})

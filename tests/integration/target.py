@@ -158,7 +158,8 @@ def _destroy(workspace: PulumiWorkspace, stack: str, client) -> None:
 def declared_like(workspace: PulumiWorkspace, stack: str) -> DeclaredStack:
     """The program's declaration of a deployed stack: its settings, HOME and (generated) secrets."""
     outputs = workspace.outputs(stack)
-    secrets = {key: outputs[key] for key in ("web_password", "executor_token", "model_api_key") if outputs.get(key)}
+    secrets = {key: outputs[key] for key in ("web_password", "executor_token", "model_api_key", "conductor_token")
+               if outputs.get(key)}
     with developer_machine(workspace.home, uid=os.getuid(), gid=os.getgid()):
         return run_program(stack, secrets=secrets)
 

@@ -96,7 +96,7 @@ def test_the_workspace_is_configured_to_go_out_through_the_gateway(deployed_stac
     assert {key: env.get(key) for key in PROXY_ENV} == dict.fromkeys(PROXY_ENV, f"http://{gateway}:{PROXY_PORT}")
     direct = set(env["NO_PROXY"].split(","))
     assert {SHARED_ALIAS, *deployed_stack.containers["executor"], deployed_stack.one("model-gateway")} <= direct
-    for role in ("executor", "model", "model-gateway", "ingress-gateway"):
+    for role in ("executor", "model", "model-gateway", "ingress-gateway", "conductor"):
         for name in deployed_stack.containers.get(role, ()):
             assert not set(container_env(docker_api, name)) & set(PROXY_ENV), f"{name} has a proxy setting"
 
@@ -144,7 +144,7 @@ def test_everything_else_is_denied_before_any_connection(deployed_stack, docker_
 def test_names_outside_the_stack_resolve_only_in_the_gateway(deployed_stack, gateway):
     # Every container but the gateway resolves outside names nowhere, whatever the allowlist says.
     lookup = f"{QUICK_LOOKUP} pypi.org"
-    for role in ("workspace", "executor", "model", "model-gateway"):
+    for role in ("workspace", "executor", "model", "model-gateway", "conductor"):
         for name in deployed_stack.containers.get(role, ()):
             result = container_host(name).run(lookup)
             assert result.rc != 0, f"{name} resolved pypi.org: {result.stdout}"

@@ -81,7 +81,7 @@ def test_executors_cannot_reach_the_workspace_web_ui(deployed_stack, docker_api)
         assert not open_paths, f"{executor} reached the workspace's web UI: {open_paths}"
 
 
-@pytest.mark.parametrize("role", ["executor", "workspace", "model", "model-gateway", "ingress-gateway"])
+@pytest.mark.parametrize("role", ["executor", "workspace", "model", "model-gateway", "ingress-gateway", "conductor"])
 def test_no_direct_route_out(deployed_stack, role):
     """No registry is reachable directly, by name or by address (the egress gateway is the only way out)."""
     names = deployed_stack.containers.get(role, ())

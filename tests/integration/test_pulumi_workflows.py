@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 #: A second stack beside the session's `ci` one: its own host ports, UIDs and project directory.
 SECOND_STACK = "ci-second"
 SECOND_STACK_CONFIG = {
-    "workspace.web.port": "14196", "model.host_port": "18100", "executors.uid_base": "21000",
+    "workspace.web.port": "14196", "model.host_port": "18100", "conductor.host_port": "14197",
+    "executors.uid_base": "21000",
     "workspace.project_dir": f"~/.cache/opencode-sandbox/{SECOND_STACK}/project",
 }
 #: The program as a violating pull request would change it: every executor privileged.

@@ -29,6 +29,7 @@ POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 
 W, M, X = Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value
 I, E, G = Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value, Role.MODEL_GATEWAY.value
+C = Role.CONDUCTOR.value
 
 
 # --- changes ---------------------------------------------------------------------------------
@@ -138,6 +139,8 @@ def joins(purpose: str) -> Callable[[DeclaredStack], Change]:
 OTHER_SECCOMP = "seccomp=" + seccomp_profile("workspace")
 MODEL_IMAGE = resource(REMOTE_IMAGE, "sandbox-images-model")
 MODEL_CACHE = resource(VOLUME, "sandbox-model-cache")
+#: The conductor's ingress gateway (the ci stack enables the conductor).
+CONDUCTOR_INGRESS = resource(CONTAINER, "sandbox-conductor-ingress-container")
 
 VARIANTS = [
     Variant("privileged", "no-privileged", "ci", role(W), put("privileged", True)),
@@ -250,6 +253,18 @@ VARIANTS = [
             needs_stack=True, subject=network_of("executor"), involved=(X,)),
     Variant("egress-on-executor-network", "network-peers-as-designed", "dev", role(E), joins("executor"),
             needs_stack=True, subject=network_of("executor"), involved=(X,)),
+    # The conductor: its port only on 127.0.0.1 (through its ingress gateway), and only its networks.
+    Variant("conductor-port-on-all-interfaces", "loopback-ports-only", "ci", CONDUCTOR_INGRESS,
+            lambda props: props["ports"][0].__setitem__("ip", "0.0.0.0")),
+    Variant("conductor-publishes-its-own-port", "loopback-ports-only", "ci", role(C),
+            put("ports", [{"internal": 8080, "external": 14098, "ip": "0.0.0.0", "protocol": "tcp"}])),
+    Variant("conductor-on-executor-network", "network-peers-as-designed", "ci", role(C), joins("executor"),
+            needs_stack=True, subject=network_of("executor"), involved=(X,)),
+    Variant("conductor-on-model-network", "network-peers-as-designed", "ci", role(C), joins("model"),
+            needs_stack=True, subject=network_of("model"), involved=(G,)),
+    Variant("conductor-on-edge", "non-gateways-on-internal-networks-only", "ci", role(C), joins("edge"),
+            needs_stack=True),
+    Variant("conductor-writable-root", "read-only-root", "ci", role(C), put("readOnly", False)),
 ]
 EXEMPTABLE = [v for v in VARIANTS if v.exempt != ()]
 IDS = [v.id for v in VARIANTS]

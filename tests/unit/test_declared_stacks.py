@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from itertools import combinations
 
 import pytest
@@ -12,20 +13,22 @@ from components.security.catalog import (INTENDED_NETWORK_PEERS, NETWORKS, Check
                                          check_stack)
 from components.security.profiles import all_seccomp_profiles
 from components.security.props import container_spec, network_spec, volume_host_path
-from tests.support.program import STACKS, VOLUME
+from tests.support.program import DYNAMIC, STACKS, VOLUME
 
 CONTEXT = CheckContext(seccomp_profiles=all_seccomp_profiles())
 
 W, M, X, I, E, G = (Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value,
                     Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value, Role.MODEL_GATEWAY.value)
+C = Role.CONDUCTOR.value
 
 #: Each stack's networks (purpose -> the roles on it): the reachability the design intends, and
 #: nothing more. The workspace reaches the model through the model gateway only: never on a network
 #: with the model server.
 EXPECTED_NETWORKS = {
-    # The test double's API is published (host_port): its ingress gateway is on model-upstream.
-    "ci": {"model": {W, G}, "model-upstream": {G, M, I}, "executor": {W, X}, "ingress": {W, I}, "edge": {I},
-           "egress": {W, E}, "outside": {E}},
+    # The test double's API is published (host_port): its ingress gateway is on model-upstream. The
+    # conductor is on: it reaches the workspace's API on ingress, its gateway reaches it on conductor.
+    "ci": {"model": {W, G}, "model-upstream": {G, M, I}, "executor": {W, X}, "ingress": {W, I, C}, "edge": {I},
+           "egress": {W, E}, "outside": {E}, "conductor": {I, C}},
     # External model, egress none: only the model gateway goes out, through the egress gateway.
     "dev": {"model": {W, G}, "executor": {W, X}, "ingress": {W, I}, "edge": {I}, "egress": {G, E},
             "outside": {E}},
@@ -157,7 +160,8 @@ def test_only_the_model_server_gets_the_gpu(declared_stacks):
 def test_secrets_reach_containers_only_as_pulumi_secrets(declared_stacks, stack):
     for container in declared_stacks[stack].containers:
         secret_names = ("EXECUTOR_TOKEN=", "EXECUTOR_TOKEN_SHA256=", "VLLM_API_KEY=", "MODEL_GATEWAY_API_KEY=",
-                        "OPENCODE_SERVER_PASSWORD=", "MODEL_DOUBLE_API_KEY=")
+                        "OPENCODE_SERVER_PASSWORD=", "MODEL_DOUBLE_API_KEY=", "CONDUCTOR_OPENCODE_PASSWORD=",
+                        "CONDUCTOR_TOKEN_SHA256=")
         if any(env.startswith(secret_names) for env in container.inputs.get("envs", [])):
             assert "envs" in container.secret_inputs, f"{container.inputs['name']} gets a secret in plain text"
 
@@ -198,7 +202,7 @@ def test_executors_and_gateways_never_share_a_uid(declared_stacks, stack):
     for spec in specs(declared_stacks[stack]):
         owners.setdefault(spec.user.split(":")[0], []).append(spec.name)
     for spec in specs(declared_stacks[stack]):
-        if spec.role in {X, I, E, G}:
+        if spec.role in {X, I, E, G, C}:
             assert owners[spec.user.split(":")[0]] == [spec.name], f"{spec.name} shares its UID"
 
 
@@ -264,3 +268,40 @@ def test_the_model_gateway_forwards_to_the_one_upstream_and_the_workspace_points
         assert env["MODEL_GATEWAY_UPSTREAM"] == f"http://{model.inputs['name']}:8000/v1"
         assert "MODEL_GATEWAY_PROXY" not in env
     assert not gateway.inputs.get("ports"), "the model gateway publishes nothing"
+
+
+# --- the conductor (ci enables it) ----------------------------------------------------------------
+
+
+def test_the_conductor_listens_on_its_own_network_and_holds_only_the_tokens_digest(declared_stacks):
+    import hashlib
+
+    from components.conductor import CONDUCTOR_ALIAS, PROJECT_MOUNT
+
+    declared = declared_stacks["ci"]
+    conductor = declared.container(C)[0]
+    env = envs_of(conductor)
+    purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]
+                for n in declared.networks}
+    aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in conductor.inputs["networksAdvanced"]}
+    assert aliases == {"conductor": [CONDUCTOR_ALIAS], "ingress": []}
+    assert env["CONDUCTOR_HOST"] == CONDUCTOR_ALIAS  # not reachable from ingress, where the workspace is
+    assert env["CONDUCTOR_OPENCODE_URL"] == "http://workspace-web:4096"
+    assert env["CONDUCTOR_OPENCODE_PASSWORD"] == envs_of(declared.container(W)[0])["OPENCODE_SERVER_PASSWORD"]
+    assert "envs" in conductor.secret_inputs
+    assert not any("TOKEN=" in item for item in conductor.inputs["envs"])
+    assert re.fullmatch(r"[0-9a-f]{64}", env["CONDUCTOR_TOKEN_SHA256"])
+    generated = next(r for r in declared.of_type(DYNAMIC) if r.name.endswith("-conductor-token"))
+    assert env["CONDUCTOR_TOKEN_SHA256"] == hashlib.sha256(generated.outputs["result"].encode()).hexdigest()
+    assert [(m["target"], m.get("readOnly")) for m in conductor.inputs["mounts"]] == [(PROJECT_MOUNT, True)]
+
+
+def test_the_conductor_is_published_on_loopback_through_its_ingress_gateway(declared_stacks):
+    from components.conductor import CONDUCTOR_ALIAS, CONDUCTOR_PORT
+
+    declared = declared_stacks["ci"]
+    gateway = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-conductor"))
+    assert gateway.inputs["ports"] == [{"internal": 8080, "external": 14097, "ip": "127.0.0.1", "protocol": "tcp"}]
+    assert {f"INGRESS_TARGET_HOST={CONDUCTOR_ALIAS}", f"INGRESS_TARGET_PORT={CONDUCTOR_PORT}"} <= set(gateway.inputs["envs"])
+    for stack in ("dev", "gpu"):  # off by default
+        assert declared_stacks[stack].container(C) == []

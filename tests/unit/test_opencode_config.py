@@ -200,12 +200,27 @@ def test_every_workspace_variable_holding_a_secret_is_stripped_from_user_shells(
     from tests.support.images import IMAGES_DIR
     from tests.support.program import run_program
 
+    import yaml
+
+    from components.opencode_config import MCP_SECRET_ENV_PREFIX
+    from tests.support.program import stack_config
+
+    mcp_secrets = {"docs_token": "mcp-" + "m" * 30, "other_key": "mcp2-" + "n" * 30}
     secrets = {"web_password": "pw-" + "p" * 30, "executor_token": "tok-" + "t" * 40, "model_api_key": "key-" + "k" * 30}
-    env = workspace_env(run_program("ci", secrets=secrets))
-    holding_a_secret = {key for key, value in env.items() if any(secret in value for secret in secrets.values())}
+    workspace = yaml.safe_load(stack_config("ci")["opencode-sandbox:workspace"])
+    servers = {"docs": {"url": "https://mcp.example.com/mcp",
+                        "headers": {"Authorization": "Bearer {secret:docs_token}", "X-Key": "{secret:other_key}"}}}
+    env = workspace_env(run_program("ci", set_config={"workspace": {**workspace, "mcp_servers": servers}},
+                                    secrets={**secrets, "mcp_secrets": json.dumps(mcp_secrets)}))
+    values = [*secrets.values(), *mcp_secrets.values()]
+    holding_a_secret = {key for key, value in env.items() if any(secret in value for secret in values)}
     plugin = (IMAGES_DIR / "workspace" / "opencode-config" / "plugins" / "strip-secrets.js").read_text()
     stripped = set(re.findall(r'"([A-Z_]+)"', re.search(r"const SECRETS = \[(.*?)\];", plugin).group(1)))
-    assert holding_a_secret and holding_a_secret <= stripped
+    prefixes = set(re.findall(r'"([A-Z_]+)"', re.search(r"const SECRET_PREFIXES = \[(.*?)\];", plugin).group(1)))
+    assert prefixes == {MCP_SECRET_ENV_PREFIX}, "the plugin strips the MCP header secrets by the program's prefix"
+    by_prefix = {key for key in env if any(key.startswith(prefix) for prefix in prefixes)}
+    assert by_prefix == {f"{MCP_SECRET_ENV_PREFIX}DOCS_TOKEN", f"{MCP_SECRET_ENV_PREFIX}OTHER_KEY"}
+    assert holding_a_secret and holding_a_secret <= stripped | by_prefix
     # And the plugin names no variable the workspace does not have (the model key, which it never holds).
     assert stripped <= set(env), f"the plugin strips variables the workspace has no more: {stripped - set(env)}"
     assert not any(secrets["model_api_key"] in value for value in env.values())

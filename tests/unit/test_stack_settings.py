@@ -63,7 +63,7 @@ def test_unknown_top_level_key(on_developer_machine):
 
 
 def test_plain_text_secrets_are_refused(on_developer_machine):
-    for key in ("web_password", "model_api_key", "executor_token"):
+    for key in ("web_password", "model_api_key", "executor_token", "conductor_token"):
         message = rejected("ci", plain_config={key: "hunter2-hunter2-hunter2-hunter2"})
         assert_names(message, key, None, "--secret")
         assert "hunter2" not in message, "the secret value must not be echoed"
@@ -130,9 +130,28 @@ def test_the_model_gateway_has_a_uid_of_its_own(on_developer_machine):
     """gateways.uid_base + 3 is the model gateway's: it must not be the workspace's (Pulumi.ci.yaml: 1000)."""
     message = rejected("ci", set_config={"gateways": {"uid_base": 997}})
     assert_names(message, "gateways.uid_base", "997", "gateways.uid_base")
-    assert re.search(r"\(997-1000\) include workspace\.user\.uid = 1000", message), message
-    declared = run_program("ci", set_config={"gateways": {"uid_base": 996}})
-    assert declared.container("model-gateway")[0].inputs["user"] == "999:10001"
+    assert re.search(r"\(997-1002\) include workspace\.user\.uid = 1000", message), message
+    declared = run_program("ci", set_config={"gateways": {"uid_base": 994}})
+    assert declared.container("model-gateway")[0].inputs["user"] == "997:10001"
+
+
+def test_the_conductor_and_its_gateway_have_uids_of_their_own(on_developer_machine):
+    """gateways.uid_base + 4 is the conductor's, + 5 its ingress gateway's (the ci stack enables it)."""
+    message = rejected("ci", set_config={"gateways": {"uid_base": 995}})
+    assert re.search(r"\(995-1000\) include workspace\.user\.uid = 1000", message), message
+    declared = run_program("ci")
+    assert declared.container("conductor")[0].inputs["user"] == "10005:10001"
+    gateway = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-conductor"))
+    assert gateway.inputs["user"] == "10006:10001"
+
+
+def test_the_conductor_is_off_by_default_and_its_port_must_be_free(on_developer_machine):
+    declared = run_program("ci", set_config={"conductor": {"enabled": False}})
+    assert declared.container("conductor") == []
+    assert not any(c.inputs["name"].endswith("-ingress-conductor") for c in declared.containers)
+    assert not any(n.inputs["name"].endswith("-conductor-net") for n in declared.networks)
+    message = rejected("ci", set_config={"conductor": {"enabled": True, "host_port": 14096}})
+    assert_names(message, "conductor.host_port", None, "another conductor.host_port")
 
 
 def test_every_problem_is_reported_at_once(on_developer_machine):

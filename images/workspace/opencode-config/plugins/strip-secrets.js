@@ -4,9 +4,15 @@
 // from reading them (/proc/<server pid>/environ): see the README, "What runs where". The model API
 // key is not among them: the workspace never has it (the model gateway adds it).
 const SECRETS = ["EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD", "OPENCODE_CONFIG_CONTENT"];
+// The header secrets of the user's MCP servers (workspace.mcp_servers): one variable per mcp_secrets
+// entry, all named with this prefix (components/opencode_config.py, MCP_SECRET_ENV_PREFIX).
+const SECRET_PREFIXES = ["OPENCODE_SANDBOX_MCP_SECRET_"];
 
 export const StripSecretsFromShells = async () => ({
   "shell.env": async (_input, output) => {
     for (const key of SECRETS) output.env[key] = undefined;
+    for (const key of [...Object.keys(process.env), ...Object.keys(output.env)]) {
+      if (SECRET_PREFIXES.some((prefix) => key.startsWith(prefix))) output.env[key] = undefined;
+    }
   },
 });
