@@ -20,13 +20,13 @@ Hardened like every container (components.hardening), as its own UID (``gateways
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components.engine_api import ApiVersion
+from components.executors import token_digest
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.naming import docker_name
 from components.security.catalog import Role
@@ -41,10 +41,6 @@ HEALTHCHECK = ["CMD", "python3", "-I", "-B", "/opt/conductor/healthcheck.py"]
 #: The variable with the workspace's web password (the conductor's only secret).
 PASSWORD_ENV = "CONDUCTOR_OPENCODE_PASSWORD"
 TOKEN_DIGEST_ENV = "CONDUCTOR_TOKEN_SHA256"
-
-
-def token_sha256(token: pulumi.Input[str]) -> pulumi.Output[str]:
-    return pulumi.Output.secret(pulumi.Output.from_input(token).apply(lambda t: hashlib.sha256(t.encode()).hexdigest()))
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class Conductor(pulumi.ComponentResource):
         super().__init__("opencode-sandbox:index:Conductor", name, None, opts)
         self.container_name = docker_name(args.stack, "conductor")
         envs: dict[str, pulumi.Input[str]] = {
-            TOKEN_DIGEST_ENV: token_sha256(args.token),
+            TOKEN_DIGEST_ENV: pulumi.Output.secret(args.token).apply(token_digest),
             "CONDUCTOR_OPENCODE_URL": args.opencode_url,
             PASSWORD_ENV: args.web_password,
             "CONDUCTOR_PROJECT_DIR": PROJECT_MOUNT,

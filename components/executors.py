@@ -40,7 +40,8 @@ class ExecutorPoolArgs:
 
 
 def token_digest(token: str) -> str:
-    """What the executors get instead of the token (``EXECUTOR_TOKEN_SHA256``): its SHA-256, in hex."""
+    """What a token-checking service gets instead of the token (the executors' ``EXECUTOR_TOKEN_SHA256``, the
+    conductor's ``CONDUCTOR_TOKEN_SHA256``): its SHA-256, in hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
