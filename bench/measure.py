@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.program import STACKS, DeclaredStack, developer_machine, run_program
+from harness.program import STACKS, DeclaredStack, developer_machine, run_program
 
 JOB_OUTPUT = "1\n"
 #: The code of every job (bench/client.py sends the same to the executor API).
@@ -354,8 +354,8 @@ def policy_evaluation(declared: DeclaredStack, pack_starts: int, warm_repeats: i
     its first evaluation after each start is what one ``pulumi preview`` pays ("first_ms"); then
     ``warm_repeats`` more on the last process ("warm_ms"). The pack's start is never in the clock.
     """
-    from tests.policy.analyzer_client import Analyzer, PolicyPackProcess
-    from tests.policy.declared import ChangedStack
+    from harness.analyzer_client import Analyzer, PolicyPackProcess
+    from harness.declared import ChangedStack
 
     stack = ChangedStack(declared)  # no change: the stack as declared
     first, warm, diagnostics = [], [], []

@@ -4,7 +4,7 @@
     python bench/run.py [--json] [--quick] [--no-variants] [--executor-image LABEL=IMAGE]...
 
 Deploys the committed ``ci`` stack's settings with the Pulumi CLI (``pulumi up`` on a copy of the
-project, tests/support/pulumi_cli.py) under the stack name ``bench``, measures, and destroys it again,
+project, harness/pulumi_cli.py) under the stack name ``bench``, measures, and destroys it again,
 also on failure or Ctrl-C (images stay: they are the build cache). Needs a Docker engine, the base
 image (scripts/make-base-image), the Pulumi toolchain (scripts/pulumi-toolchain, its bin directory in
 OPENCODE_SANDBOX_PULUMI_BIN, or a Pulumi install on PATH) and, as the ci stack does,
@@ -35,16 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 from bench import measure
-from components.security.spec import LABEL_STACK
+from sandbox_model.naming import LABEL_STACK
 from bench.measure import BenchError, summary
-from tests.support import program
-from tests.support.pulumi_cli import PulumiError, PulumiWorkspace, toolchain_problem
-from tests.support.stack_cleanup import docker_client, remove_stack
-from tests.support.workflows import pulumi_args
+from harness import program
+from harness.pulumi_cli import PulumiError, PulumiWorkspace, toolchain_problem
+from harness.stack_cleanup import docker_client, remove_stack
+from harness.workflows import pulumi_args
 
 #: The stack this deploys: the committed ci stack's settings under a name of its own (see below).
 BENCH_STACK = "bench"
@@ -462,8 +460,8 @@ def main() -> int:
             parser.error(f"--executor-image {spec!r}: give LABEL=IMAGE")
         variants += (Variant(label, {}, image),)
 
-    from tests.support.engine import engine_problem
-    from tests.support.images import ImageBuildError, require_base_image
+    from harness.engine import engine_problem
+    from harness.images import ImageBuildError, require_base_image
 
     problem = engine_problem()
     if problem is not None:

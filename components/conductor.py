@@ -28,8 +28,8 @@ import pulumi_docker as docker
 from components.engine_api import ApiVersion
 from components.executors import token_digest
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from components.naming import docker_name
-from components.security.catalog import Role
+from sandbox_model.naming import component_type, docker_name
+from sandbox_model.roles import Role
 from stacks.settings import ConductorSettings, UserIds
 
 CONDUCTOR_PORT = 8080
@@ -65,7 +65,7 @@ class Conductor(pulumi.ComponentResource):
     container_name: str
 
     def __init__(self, name: str, args: ConductorArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:Conductor", name, None, opts)
+        super().__init__(component_type("Conductor"), name, None, opts)
         self.container_name = docker_name(args.stack, "conductor")
         envs: dict[str, pulumi.Input[str]] = {
             TOKEN_DIGEST_ENV: pulumi.Output.secret(args.token).apply(token_digest),

@@ -32,7 +32,7 @@ PLAIN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # does not have (no server address when it never connected, no host or port for a request it
 # could not parse), which would break a bare number. No value can hold a quote, a backslash or
 # a control character: squid logs only what its parser accepted (a token method, a host name
-# that passed check_hostnames, digits, IPs) and "-" otherwise; tests/container/
+# that passed check_hostnames, digits, IPs) and "-" otherwise; tests/image/
 # test_egress_gateway.py sends malformed requests and parses every line.
 _LOG_FIELDS = (
     ("time", "%{%Y-%m-%dT%H:%M:%SZ}tg"),

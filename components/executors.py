@@ -18,8 +18,8 @@ import pulumi_docker as docker
 
 from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from components.naming import docker_name
-from components.security.catalog import Role
+from sandbox_model.naming import component_type, docker_name
+from sandbox_model.roles import Role
 from components.workspace import PROJECT_MOUNT
 from stacks.settings import ExecutorSettings
 
@@ -54,7 +54,7 @@ class ExecutorPool(pulumi.ComponentResource):
     mcp_url: str
 
     def __init__(self, name: str, args: ExecutorPoolArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:ExecutorPool", name, None, opts)
+        super().__init__(component_type("ExecutorPool"), name, None, opts)
         settings = args.settings
         self.containers, self.container_names, self.endpoints = [], [], []
         self.mcp_url = f"http://{SHARED_ALIAS}:{EXECUTOR_PORT}/mcp"

@@ -20,8 +20,8 @@ import pulumi_docker as docker
 from components.egress_proxy import PROXY_PORT, Destination, render_squid_conf
 from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from components.naming import docker_name
-from components.security.catalog import Role
+from sandbox_model.naming import component_type, docker_name
+from sandbox_model.roles import Role
 from stacks.settings import Limits, UserIds
 
 INGRESS_LISTEN_PORT = 8080
@@ -52,7 +52,7 @@ class IngressGateway(pulumi.ComponentResource):
     url: str
 
     def __init__(self, name: str, args: IngressGatewayArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:IngressGateway", name, None, opts)
+        super().__init__(component_type("IngressGateway"), name, None, opts)
         self.container_name = docker_name(args.stack, "ingress", args.purpose)
         host = f"[{args.host_ip}]" if ":" in args.host_ip else args.host_ip
         self.url = f"http://{host}:{args.host_port}"
@@ -98,7 +98,7 @@ class EgressGateway(pulumi.ComponentResource):
     proxy_url: str
 
     def __init__(self, name: str, args: EgressGatewayArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:EgressGateway", name, None, opts)
+        super().__init__(component_type("EgressGateway"), name, None, opts)
         self.container_name = docker_name(args.stack, "egress")
         self.proxy_url = f"http://{self.container_name}:{PROXY_PORT}"
         # `host.docker.internal` (a service on the Docker host, e.g. LM Studio) only resolves when asked for.

@@ -2,7 +2,7 @@
 
 Each role states only what is particular to it (image, command, identity,
 limits, mounts, networks, healthcheck); everything the security model demands is
-set here from :mod:`components.security.catalog`, so no component can forget a
+set here from :mod:`sandbox_model.security.catalog`, so no component can forget a
 rule or restate one differently.
 """
 
@@ -16,9 +16,10 @@ import pulumi_docker as docker
 
 from components.engine_api import HEALTHCHECK_START_INTERVAL, ApiVersion
 from components.provider_forms import go_duration, provider_cpus
-from components.security import catalog
-from components.security.profiles import seccomp_profile
-from components.security.spec import LABEL_ROLE, LABEL_STACK
+from sandbox_model.security import catalog
+from sandbox_model.roles import Role
+from sandbox_model.security.profiles import seccomp_profile
+from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from stacks.settings import Limits
 
 #: pulumi-docker updates these in place without touching the running container; a change
@@ -76,7 +77,7 @@ class GpuRequest:
 @dataclass(frozen=True)
 class HardenedContainerArgs:
     stack: str
-    role: catalog.Role
+    role: Role
     name: str
     image: pulumi.Input[str]
     user: str
@@ -132,7 +133,7 @@ def _envs(envs: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Input[str]]:
     return [pulumi.Output.concat(key, "=", value) for key, value in sorted(envs.items())]
 
 
-def security_opts(role: catalog.Role, builtin_seccomp: bool = False) -> list[str]:
+def security_opts(role: Role, builtin_seccomp: bool = False) -> list[str]:
     if builtin_seccomp:
         if role.value not in catalog.ROLES_ALLOWED_BUILTIN_SECCOMP:
             raise ValueError(f"role {role.value!r} must run under the project's seccomp profile")

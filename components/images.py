@@ -17,10 +17,10 @@ from typing import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from components.security.spec import LABEL_STACK
+from sandbox_model.naming import component_type, LABEL_STACK
 from stacks.settings import ImageSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from sandbox_model.paths import REPO_ROOT
 #: Relative to the project directory, where Pulumi runs the program and the provider.
 IMAGES_CONTEXT = "images"
 
@@ -57,7 +57,7 @@ class SandboxImages(pulumi.ComponentResource):
     refs: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: SandboxImagesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:SandboxImages", name, None, opts)
+        super().__init__(component_type("SandboxImages"), name, None, opts)
         self.refs = {}
         child = pulumi.ResourceOptions(parent=self)
         common_args = {"BASE_IMAGE": args.settings.base_image}

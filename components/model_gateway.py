@@ -28,8 +28,8 @@ import pulumi_docker as docker
 
 from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, hardened_container
-from components.naming import docker_name
-from components.security.catalog import Role
+from sandbox_model.naming import component_type, docker_name
+from sandbox_model.roles import Role
 from stacks.settings import Limits, UserIds
 
 MODEL_GATEWAY_PORT = 8000
@@ -63,7 +63,7 @@ class ModelGateway(pulumi.ComponentResource):
     base_url: str
 
     def __init__(self, name: str, args: ModelGatewayArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:ModelGateway", name, None, opts)
+        super().__init__(component_type("ModelGateway"), name, None, opts)
         self.container_name = docker_name(args.stack, "model-gateway")
         base_path = urlsplit(args.upstream_base_url).path.rstrip("/")
         self.base_url = f"http://{self.container_name}:{MODEL_GATEWAY_PORT}{base_path}"

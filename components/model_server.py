@@ -17,9 +17,9 @@ import pulumi_docker as docker
 
 from components.hardening import GpuRequest, Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from components.engine_api import ApiVersion
-from components.naming import docker_name
-from components.security.catalog import Role
-from components.security.spec import LABEL_ROLE, LABEL_STACK
+from sandbox_model.naming import component_type, docker_name
+from sandbox_model.roles import Role
+from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from stacks.settings import TestDoubleModel, UserIds, VllmModel
 
 MODEL_PORT = 8000
@@ -51,7 +51,7 @@ class ModelServer(pulumi.ComponentResource):
     served_model_name: str
 
     def __init__(self, name: str, args: ModelServerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:ModelServer", name, None, opts)
+        super().__init__(component_type("ModelServer"), name, None, opts)
         settings = args.settings
         self.container_name = docker_name(args.stack, "model")
         self.base_url = f"http://{self.container_name}:{MODEL_PORT}/v1"

@@ -1,7 +1,7 @@
 """The stack's networks: exactly the paths the design needs, and no others.
 
 Which networks there are, whether each is internal and which roles join it is stated once, in
-``components.security.catalog.NETWORKS``:
+``sandbox_model.topology.NETWORKS``:
 
 - ``model``          (internal): workspace <-> model gateway (OpenAI API, no key in the workspace)
 - ``model-upstream`` (internal, in-stack model only): model gateway <-> model server (and the
@@ -31,12 +31,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.naming import docker_name
-from components.security.catalog import INTERNAL_NETWORK_OPTIONS, NETWORKS
-from components.security.spec import LABEL_STACK
-
-#: The label naming a network's purpose (a key of catalog.NETWORKS).
-LABEL_NETWORK = "opencode-sandbox.network"
+from sandbox_model.naming import component_type, LABEL_NETWORK, LABEL_STACK, docker_name
+from sandbox_model.topology import INTERNAL_NETWORK_OPTIONS, NETWORKS
 #: The edge network publishes on 127.0.0.1 and NATs nothing to the outside.
 EDGE_OPTIONS = {
     "com.docker.network.bridge.enable_ip_masquerade": "false",
@@ -65,7 +61,7 @@ class SandboxNetworks(pulumi.ComponentResource):
     conductor: docker.Network | None
 
     def __init__(self, name: str, args: SandboxNetworksArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:SandboxNetworks", name, None, opts)
+        super().__init__(component_type("SandboxNetworks"), name, None, opts)
         self._stack = args.stack
         self._name = name
         self.model = self._network("model")

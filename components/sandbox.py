@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pulumi
 
+from sandbox_model.naming import component_type
+
 from components.conductor import CONDUCTOR_ALIAS, CONDUCTOR_PORT, MCP_PATH, Conductor, ConductorArgs
 from components.egress_proxy import Destination
 from components.executors import SHARED_ALIAS, ExecutorPool, ExecutorPoolArgs
@@ -18,7 +20,7 @@ from components.model_gateway import ModelGateway, ModelGatewayArgs
 from components.model_server import MODEL_PORT, ModelServer, ModelServerArgs
 from components.networks import SandboxNetworks, SandboxNetworksArgs
 from components.opencode_config import McpServerConfig, OpenCodeConfigArgs
-from components.security.catalog import DEFAULT_PUBLISH_IP
+from sandbox_model.security.catalog import DEFAULT_PUBLISH_IP
 from components.workspace import WEB_ALIAS, WEB_PORT, Workspace, WorkspaceArgs
 from stacks.loader import StackSecrets
 from stacks.settings import ExternalModel, Settings, TestDoubleModel, VllmModel
@@ -32,7 +34,7 @@ class SandboxArgs:
 
 class Sandbox(pulumi.ComponentResource):
     def __init__(self, name: str, args: SandboxArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:Sandbox", name, None, opts)
+        super().__init__(component_type("Sandbox"), name, None, opts)
         settings, stack = args.settings, args.settings.stack
         child = pulumi.ResourceOptions(parent=self)
         model = settings.model

@@ -18,11 +18,11 @@ import pulumi_docker as docker
 
 from components.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from components.naming import docker_name
+from sandbox_model.naming import component_type, docker_name
 from components.opencode_config import (
     CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, OpenCodeConfigArgs, mcp_secret_env, opencode_config_json,
 )
-from components.security.catalog import Role
+from sandbox_model.roles import Role
 from stacks.settings import WorkspaceSettings
 
 WEB_PORT = 4096
@@ -69,7 +69,7 @@ class Workspace(pulumi.ComponentResource):
     url: str
 
     def __init__(self, name: str, args: WorkspaceArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("opencode-sandbox:index:Workspace", name, None, opts)
+        super().__init__(component_type("Workspace"), name, None, opts)
         settings = args.settings
         user = settings.user
         owner = (user.uid, user.gid)

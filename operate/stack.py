@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from components.opencode_config import EXECUTOR_MCP_NAME
-from components.security.catalog import Role
-from components.security.spec import LABEL_ROLE, LABEL_STACK
+from sandbox_model.roles import Role
+from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from components.workspace import PROJECT_MOUNT
 
 #: The exit status of every command that could not start (no engine, no such stack, bad arguments).

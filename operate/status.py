@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from components.security.catalog import Role
+from sandbox_model.roles import Role
 from operate.stack import RunningStack, StackContainer, docker_client, find_stack, run_command
 
 #: The egress log lines read (the most recent): the window the destinations are counted over.

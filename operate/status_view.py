@@ -6,7 +6,7 @@ import html
 from datetime import datetime
 from typing import Sequence
 
-from components.naming import docker_name
+from sandbox_model.naming import docker_name
 from operate.status import EGRESS_WINDOW, ContainerStatus, StackStatus, Usage
 
 #: Destinations shown per decision (the most recently seen).

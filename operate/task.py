@@ -44,9 +44,10 @@ from components.workspace import PROJECT_MOUNT
 from operate.stack import (OperateError, StackContainer, docker_client, executor_approval, find_stack,
                            project_dir, run_command)
 from operate.transcript import Outcome, Progress, describe, summary
-from stacks.settings import PROJECT, TaskSettings
+from sandbox_model.naming import PROJECT
+from stacks.settings import TaskSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from sandbox_model.paths import REPO_ROOT
 DEFAULT_TASK = "TASK.md"
 LOGS_DIR = "logs"
 #: The first line on stdout is the shell's PID (which ``exec`` hands to OpenCode); ``$0`` is the task file.

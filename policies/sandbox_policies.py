@@ -1,8 +1,8 @@
-"""The opencode-sandbox CrossGuard policies: one per rule of ``components.security.catalog``.
+"""The opencode-sandbox CrossGuard policies: one per rule of ``sandbox_model.security.catalog``.
 
 Every container, stack and resource rule of the catalog becomes a policy of the
 same name (the rule id says what it forbids). Nothing here restates a rule: the
-engine's props are converted with :mod:`components.security.props` and judged
+engine's props are converted with :mod:`sandbox_model.security.props` and judged
 by the catalog's checks, and a violation's message is the catalog's
 ``Violation.message`` (the resource, the problem, the fix, the CIS id).
 
@@ -33,18 +33,12 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from components.security import catalog
-from components.security.profiles import all_seccomp_profiles
-from components.security.props import (
-    CONTAINER_TYPE,
-    NETWORK_TYPE,
-    REMOTE_IMAGE_TYPE,
-    VOLUME_TYPE,
-    container_spec,
-    network_spec,
-    volume_host_path,
-)
-from components.security.spec import ContainerSpec, is_unknown
+from sandbox_model.security import catalog
+from sandbox_model.roles import ALL_ROLES
+from sandbox_model.security.profiles import all_seccomp_profiles
+from sandbox_model.naming import CONTAINER_TYPE, NETWORK_TYPE, REMOTE_IMAGE_TYPE, VOLUME_TYPE
+from sandbox_model.security.props import container_spec, network_spec, volume_host_path
+from sandbox_model.security.spec import ContainerSpec, is_unknown
 
 PACK_NAME = "opencode-sandbox"
 PACK_DESCRIPTION = ("The opencode-sandbox security model (components/security/catalog.py): every container, "
@@ -64,7 +58,7 @@ def pack_rules() -> tuple[catalog.Rule, ...]:
 def config_schema(rule: catalog.Rule) -> PolicyConfigSchema:
     return PolicyConfigSchema(properties={EXEMPT_ROLES: {
         "type": "array",
-        "items": {"type": "string", "enum": sorted(catalog.ALL_ROLES)},
+        "items": {"type": "string", "enum": sorted(ALL_ROLES)},
         "uniqueItems": True,
         "description": f"Roles that {rule.id} does not apply to. Every entry is an exception to the "
                        "security model: say why next to it in review.",

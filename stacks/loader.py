@@ -16,7 +16,8 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import ValidationError
 
-from stacks.settings import PROJECT, Settings
+from sandbox_model.naming import PROJECT
+from stacks.settings import Settings
 
 #: Keys holding secrets: set with `pulumi config set --secret`, never plain text in a stack file.
 SECRET_KEYS = ("web_password", "model_api_key", "executor_token", "mcp_secrets", "conductor_token")

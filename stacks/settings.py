@@ -26,9 +26,8 @@ from components.opencode_config import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE
 from components.engine_api import (OLDEST_SUPPORTED_API, SECCOMP_BUILTIN, ApiVersion, format_api_version,
                                    parse_api_version)
 from components.provider_forms import cpus_round_trip, provider_cpus
-from components.security.catalog import image_reference_problem, is_loopback_address
+from sandbox_model.security.catalog import image_reference_problem, is_loopback_address
 
-PROJECT = "opencode-sandbox"
 
 _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN_PATTERN = re.compile(rf"^(\*\.)?{_DOMAIN_LABEL}(\.{_DOMAIN_LABEL})+$")

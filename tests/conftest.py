@@ -1,4 +1,4 @@
-"""Suite-wide fixtures and rules: the ``docker`` marker, and the committed stacks under mocks."""
+"""Suite-wide fixtures and rules: the cost markers, the ``docker``/``pulumi`` markers, the committed stacks under mocks."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.engine import engine_problem, in_ci
-from tests.support.pulumi_cli import toolchain_problem
-from tests.support.program import STACKS, developer_machine, run_program
+from harness.engine import engine_problem, in_ci
+from harness.pulumi_cli import toolchain_problem
+from harness.program import STACKS, developer_machine, run_program
 
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 
@@ -36,7 +36,21 @@ def _require(items, marker_name: str, problem: str | None, what: str, fixture: s
         item.add_marker(marker)
 
 
+#: The top directory of tests/ a test lives in is its cost class, and its marker (pyproject.toml).
+COST_CLASSES = ("fast", "image", "stack", "docs")
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def _cost_class(item) -> str:
+    parts = Path(item.path).resolve().relative_to(TESTS_DIR).parts
+    if len(parts) < 2 or parts[0] not in COST_CLASSES:
+        raise pytest.UsageError(f"{item.nodeid}: every test lives under one of tests/{{{','.join(COST_CLASSES)}}}/")
+    return parts[0]
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(getattr(pytest.mark, _cost_class(item)))
     _require(items, "docker", engine_problem() if any(i.get_closest_marker("docker") for i in items) else None,
              "the Docker engine", "_engine_required_in_ci")
     _require(items, "pulumi", toolchain_problem(), "the Pulumi CLI", "_toolchain_required_in_ci")

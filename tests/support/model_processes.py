@@ -20,7 +20,7 @@ import threading
 from types import ModuleType
 from typing import Mapping
 
-from tests.support.images import IMAGES_DIR
+from sandbox_model.paths import IMAGES_DIR
 
 DOUBLE_SCRIPT = IMAGES_DIR / "model-double" / "model_double.py"
 GATEWAY_SCRIPT = IMAGES_DIR / "model-gateway" / "model_gateway.py"

@@ -77,7 +77,7 @@ def opencode_binary_or_skip() -> Path:
     """The binary for a test; a skip saying why when it cannot be had (a failure when CI=true)."""
     import pytest
 
-    from tests.support.engine import in_ci
+    from harness.engine import in_ci
 
     try:
         return opencode_binary()

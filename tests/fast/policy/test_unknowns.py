@@ -1,0 +1,119 @@
+"""Values unknown during a preview: never a violation, never a crash, and the known rest still judged.
+
+The engine sends a value it cannot know yet (an output of a resource not yet
+created) as its unknown sentinel, in place of any property or of any nested
+part of one. Each declared container, network, volume and image is sent with
+one such part unknown at a time: the pack must answer (no crash), report
+nothing about the unknown part, and still report a real violation elsewhere in
+the same container.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import grpc
+import pytest
+
+from harness.analyzer_client import UNKNOWN
+from harness.declared import ChangedStack
+from harness.program import CONTAINER, NETWORK, REMOTE_IMAGE, STACKS, VOLUME
+
+JUDGED = (CONTAINER, NETWORK, VOLUME, REMOTE_IMAGE)
+
+
+def paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
+    """Every position in a property tree: each property, each element, each nested field."""
+    if prefix:
+        yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from paths(item, (*prefix, index))
+
+
+def unknown_at(path: tuple):
+    def change(props):
+        *parents, last = path
+        for key in parents:
+            props = props[key]
+        props[last] = UNKNOWN
+    return change
+
+
+def witness_for(path: tuple):
+    """A real violation in a part of the container that stays known."""
+    if path[0] == "privileged":
+        return (lambda props: props.__setitem__("readOnly", False)), "read-only-root"
+    return (lambda props: props.__setitem__("privileged", True)), "no-privileged"
+
+
+def outcome(changed: ChangedStack, analyzer) -> set[tuple[str, str]]:
+    """(policy, level) of every diagnostic, or the pack's crash (a failed RPC) as one entry."""
+    try:
+        return {(d.policy, d.level) for d in changed.analyze(analyzer)}
+    except grpc.RpcError as error:
+        return {("crash", error.details())}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_unknown_part_of_a_container_hides_nothing_else_and_reports_nothing_itself(
+        analyzer, declared_stacks, stack):
+    declared = declared_stacks[stack]
+    failures = []
+    for container in declared.containers:
+        for path in paths(container.inputs):
+            witness, witness_rule = witness_for(path)
+            changed = ChangedStack(declared).change(container, unknown_at(path), witness)
+            found = outcome(changed, analyzer)
+            if found != {(witness_rule, "MANDATORY")}:
+                failures.append(f"{container.name} {'.'.join(map(str, path))} unknown: {sorted(found)}")
+    assert failures == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_unknown_part_of_a_network_volume_or_image_is_no_violation(analyzer, declared_stacks, stack):
+    declared = declared_stacks[stack]
+    failures = []
+    for resource in declared.resources:
+        if resource.type not in JUDGED or resource.type == CONTAINER:
+            continue
+        for path in paths(resource.inputs):
+            found = outcome(ChangedStack(declared).change(resource, unknown_at(path)), analyzer)
+            if found:
+                failures.append(f"{resource.name} {'.'.join(map(str, path))} unknown: {sorted(found)}")
+    assert failures == []
+
+
+def test_an_unknown_network_membership_hides_no_known_stack_violation(analyzer, declared_stacks):
+    declared = declared_stacks["gpu"]
+    model_network = next(n for n in declared.networks if n.name == "sandbox-networks-model").inputs["name"]
+    executor = declared.container("executor")[0]
+    workspace = declared.container("workspace")[0]
+    changed = (ChangedStack(declared)
+               .change(executor, lambda props: props["networksAdvanced"].append({"name": model_network}))
+               .change(workspace, unknown_at(("networksAdvanced",)), unknown_at(("labels",))))
+    assert {d.policy for d in changed.analyze(analyzer)} == {"executor-isolated-from-model"}
+
+
+def test_a_whole_unknown_resource_is_no_violation(analyzer, declared_stacks):
+    """A resource whose every property is unknown (all computed from resources not yet created)."""
+    declared = declared_stacks["gpu"]
+    changed = ChangedStack(declared)
+    for resource in declared.resources:
+        if resource.type in JUDGED:
+            changed.change(resource, lambda props: props.update({key: UNKNOWN for key in props}))
+    assert changed.analyze(analyzer) == []
+
+
+def test_an_unknown_role_may_be_an_exempt_one(analyzer, declared_stacks):
+    """With the labels unknown, a violation that an exemption could lift waits until they are known."""
+    declared = declared_stacks["ci"]
+    workspace = declared.container("workspace")[0]
+    changed = ChangedStack(declared).change(
+        workspace, unknown_at(("labels",)), lambda props: props.__setitem__("privileged", True))
+    assert {d.policy for d in changed.analyze(analyzer)} == {"no-privileged"}
+    analyzer.configure({"no-privileged": {"exemptRoles": ["model"]}})
+    assert changed.analyze(analyzer) == []
