@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from harness.program import STACKS, DeclaredStack, developer_machine, run_program
 
@@ -347,7 +347,14 @@ def mocks_all_stacks(home: Path, passes: int) -> tuple[list[float], dict[str, De
     return seconds, declared
 
 
-def policy_evaluation(declared: DeclaredStack, pack_starts: int, warm_repeats: int) -> dict[str, object]:
+class PolicyFigures(TypedDict):
+    first_ms: list[float]
+    warm_ms: list[float]
+    resources: int
+    diagnostics: list[str]
+
+
+def policy_evaluation(declared: DeclaredStack, pack_starts: int, warm_repeats: int) -> PolicyFigures:
     """ms to analyse every resource of ``declared`` (Analyze each, then AnalyzeStack) through the pack.
 
     The pack is started as the engine starts it (``python -m pulumi.policy``), ``pack_starts`` times:
@@ -358,7 +365,9 @@ def policy_evaluation(declared: DeclaredStack, pack_starts: int, warm_repeats: i
     from harness.declared import ChangedStack
 
     stack = ChangedStack(declared)  # no change: the stack as declared
-    first, warm, diagnostics = [], [], []
+    first: list[float] = []
+    warm: list[float] = []
+    diagnostics: list = []
     for start in range(pack_starts):
         with PolicyPackProcess() as pack:
             analyzer = Analyzer(pack.address)
@@ -370,5 +379,5 @@ def policy_evaluation(declared: DeclaredStack, pack_starts: int, warm_repeats: i
                     (first if repeat == 0 else warm).append(_ms_since(started))
             finally:
                 analyzer.close()
-    return {"first_ms": first, "warm_ms": warm, "resources": len(declared.resources),
-            "diagnostics": [f"{d.level} {d.policy}: {d.message}" for d in diagnostics]}
+    return PolicyFigures(first_ms=first, warm_ms=warm, resources=len(declared.resources),
+                         diagnostics=[f"{d.level} {d.policy}: {d.message}" for d in diagnostics])

@@ -250,7 +250,7 @@ def run(samples: Samples, client, scratch: Path, variants: tuple[Variant, ...] =
 
 
 def _executor_figures(samples: Samples, client, pool: ExecutorPool, variants: tuple[Variant, ...]) -> dict[str, Any]:
-    from components.executors import SHARED_ALIAS
+    from sandbox_model.destinations import SHARED_ALIAS
 
     figures: dict[str, Any] = {}
     first = pool.executors[0]
@@ -326,7 +326,7 @@ def _variant_figures(samples: Samples, client, pool: ExecutorPool, executor: dic
     for variant in variants:
         pairs[variant.label] = tuple(f"{BENCH_STACK}-variant-{variant.label}-{n}" for n in range(2))
     runs, jobs = samples.latency_runs // samples.variant_rounds, samples.throughput_jobs // samples.variant_rounds
-    collected = {label: {"run": [], "job": [], "elapsed_s": 0.0} for label in pairs}
+    collected: dict[str, dict[str, Any]] = {label: {"run": [], "job": [], "elapsed_s": 0.0} for label in pairs}
     try:
         for index, variant in enumerate(variants):
             for number, name in enumerate(pairs[variant.label]):

@@ -25,18 +25,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.engine_api import ApiVersion
-from components.executors import token_digest
+from sandbox_model.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from sandbox_model.bearer_gate import token_digest
+from sandbox_model.destinations import CONDUCTOR_ALIAS, CONDUCTOR_PORT
+from sandbox_model.destinations import CONDUCTOR_PROJECT_MOUNT as PROJECT_MOUNT
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import ConductorSettings, UserIds
 
-CONDUCTOR_PORT = 8080
-MCP_PATH = "/mcp"
-#: The conductor's name on the conductor network, and the address it binds: not reachable from ingress.
-CONDUCTOR_ALIAS = "conductor-mcp"
-PROJECT_MOUNT = "/project"
 HEALTHCHECK = ["CMD", "python3", "-I", "-B", "/opt/conductor/healthcheck.py"]
 #: The variable with the workspace's web password (the conductor's only secret).
 PASSWORD_ENV = "CONDUCTOR_OPENCODE_PASSWORD"

@@ -11,15 +11,10 @@ cannot disagree with what the proxy did.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Sequence
-from urllib.parse import urlsplit
 
-PROXY_PORT = 3128
-#: A host name (one label or more, e.g. host.docker.internal) or an IPv4 address: what squid's
-#: dstdomain can match as written, and nothing that could break out of a squid.conf line.
-_HOST = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+from sandbox_model.destinations import PROXY_PORT, Destination
+
 #: In the image: squid's English error pages plus the gateway's own denial pages.
 ERROR_DIRECTORY = "/usr/share/squid/errors/opencode-sandbox"
 #: Denial pages (images/egress/errors): a name not on the allowlist; a listed name on another port or method.
@@ -45,24 +40,6 @@ _LOG_FIELDS = (
     ("error", "%err_code"),
     ("server", "%<a"),
 )
-
-
-@dataclass(frozen=True)
-class Destination:
-    """One host:port the proxy admits besides the allowlist (e.g. the external model endpoint)."""
-
-    host: str
-    port: int
-    tls: bool
-
-    @classmethod
-    def from_url(cls, url: str) -> "Destination":
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not _HOST.match(parts.hostname or ""):
-            raise ValueError(f"{url!r}: the egress gateway admits http(s) URLs whose host is a name or an "
-                             "IPv4 address. Fix: give e.g. http://host.docker.internal:1234/v1")
-        tls = parts.scheme == "https"
-        return cls(host=parts.hostname, port=parts.port or (443 if tls else 80), tls=tls)
 
 
 def squid_domain(pattern: str) -> str:

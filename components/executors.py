@@ -10,21 +10,21 @@ is stateless, so any of them can serve any call.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
-from components.engine_api import ApiVersion
+from sandbox_model.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from sandbox_model import executor_contract as contract
+from sandbox_model.bearer_gate import token_digest
+from sandbox_model.destinations import PROJECT_MOUNT, SHARED_ALIAS
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
-from components.workspace import PROJECT_MOUNT
 from stacks.settings import ExecutorSettings
 
-EXECUTOR_PORT = 8080
-SHARED_ALIAS = "executor"
+EXECUTOR_PORT = contract.PORT
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,6 @@ class ExecutorPoolArgs:
     project_dir: str
 
 
-def token_digest(token: str) -> str:
-    """What a token-checking service gets instead of the token (the executors' ``EXECUTOR_TOKEN_SHA256``, the
-    conductor's ``CONDUCTOR_TOKEN_SHA256``): its SHA-256, in hex."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class ExecutorPool(pulumi.ComponentResource):
     containers: list[docker.Container]
     container_names: list[str]
@@ -57,7 +51,7 @@ class ExecutorPool(pulumi.ComponentResource):
         super().__init__(component_type("ExecutorPool"), name, None, opts)
         settings = args.settings
         self.containers, self.container_names, self.endpoints = [], [], []
-        self.mcp_url = f"http://{SHARED_ALIAS}:{EXECUTOR_PORT}/mcp"
+        self.mcp_url = f"http://{SHARED_ALIAS}:{EXECUTOR_PORT}{contract.MCP_PATH}"
         for index in range(settings.count):
             container_name = docker_name(args.stack, "executor", str(index))
             uid = settings.uid_base + index
@@ -69,15 +63,15 @@ class ExecutorPool(pulumi.ComponentResource):
                     envs={
                         # Only what verifies the token: an executor's environment is readable by
                         # every `docker exec` in it (the healthcheck), so the token itself stays out.
-                        "EXECUTOR_TOKEN_SHA256": pulumi.Output.secret(args.token).apply(token_digest),
-                        "EXECUTOR_PORT": str(EXECUTOR_PORT),
-                        "EXECUTOR_DEFAULT_TIMEOUT_S": f"{settings.default_timeout_s:g}",
-                        "EXECUTOR_MAX_TIMEOUT_S": f"{settings.max_timeout_s:g}",
-                        "EXECUTOR_MAX_OUTPUT_BYTES": str(settings.max_output_bytes),
-                        "EXECUTOR_MAX_SOURCE_BYTES": str(settings.max_source_bytes),
-                        "EXECUTOR_JOB_NPROC": str(settings.job_nproc),
-                        "EXECUTOR_PROJECT_DIR": PROJECT_MOUNT,
-                        "EXECUTOR_TEST_COMMAND": settings.test_command,
+                        contract.TOKEN_SHA256_ENV: pulumi.Output.secret(args.token).apply(token_digest),
+                        contract.PORT_ENV: str(EXECUTOR_PORT),
+                        contract.DEFAULT_TIMEOUT_S_ENV: f"{settings.default_timeout_s:g}",
+                        contract.MAX_TIMEOUT_S_ENV: f"{settings.max_timeout_s:g}",
+                        contract.MAX_OUTPUT_BYTES_ENV: str(settings.max_output_bytes),
+                        contract.MAX_SOURCE_BYTES_ENV: str(settings.max_source_bytes),
+                        contract.JOB_NPROC_ENV: str(settings.job_nproc),
+                        contract.PROJECT_DIR_ENV: PROJECT_MOUNT,
+                        contract.TEST_COMMAND_ENV: settings.test_command,
                     },
                     # The project tools' working directory; read-only (rule executor-mounts-read-only):
                     # only the workspace writes the project.
@@ -87,7 +81,7 @@ class ExecutorPool(pulumi.ComponentResource):
                     tmpfs={"/tmp": Tmpfs(size_mb=settings.tmp_mb, max_inodes=settings.tmp_mb * 256)},
                     networks=[NetworkAttachment(args.network, aliases=(SHARED_ALIAS,))], engine_api=args.engine_api,
                     # Static and execute-only in the image: non-dumpable, so the sweep may spare it.
-                    healthcheck=Healthcheck(tests=["CMD", "/opt/executor/bin/healthcheck"]),
+                    healthcheck=Healthcheck(tests=["CMD", contract.HEALTHCHECK]),
                     # The service must be PID 1: the kernel then shields it from its jobs' signals.
                     init=False,
                     wait_timeout_s=60,

@@ -17,9 +17,10 @@ from typing import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.egress_proxy import PROXY_PORT, Destination, render_squid_conf
-from components.engine_api import ApiVersion
+from components.egress_proxy import render_squid_conf
+from sandbox_model.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from sandbox_model.destinations import PROXY_PORT, Destination
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import Limits, UserIds

@@ -2,7 +2,7 @@
 
 Each role states only what is particular to it (image, command, identity,
 limits, mounts, networks, healthcheck); everything the security model demands is
-set here from :mod:`sandbox_model.security.catalog`, so no component can forget a
+set here from :mod:`sandbox_model.security.baseline`, so no component can forget a
 rule or restate one differently.
 """
 
@@ -14,9 +14,9 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.engine_api import HEALTHCHECK_START_INTERVAL, ApiVersion
-from components.provider_forms import go_duration, provider_cpus
-from sandbox_model.security import catalog
+from sandbox_model.engine_api import HEALTHCHECK_START_INTERVAL, ApiVersion
+from sandbox_model.provider_forms import go_duration, provider_cpus
+from sandbox_model.security import baseline
 from sandbox_model.roles import Role
 from sandbox_model.security.profiles import seccomp_profile
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
@@ -53,7 +53,7 @@ class Healthcheck:
     tests: Sequence[str]
     # `pulumi up` (wait=True) waits for healthy, and Docker probes first one interval after the
     # start: short intervals keep a stack's start fast. Docker >= 25 probes every start_interval
-    # during start_period instead; it is sent only to engines that have it (components.engine_api).
+    # during start_period instead; it is sent only to engines that have it (sandbox_model.engine_api).
     interval_s: int = 5
     timeout_s: int = 5
     retries: int = 3
@@ -93,7 +93,7 @@ class HardenedContainerArgs:
     mounts: Sequence[docker.ContainerMountArgs] = ()
     #: container port -> host port, published on ``publish_ip`` (a loopback address) only.
     published_ports: Mapping[int, int] = field(default_factory=dict)
-    publish_ip: str = catalog.DEFAULT_PUBLISH_IP
+    publish_ip: str = baseline.DEFAULT_PUBLISH_IP
     #: Use Docker's own default seccomp profile instead of the project's (allowed for the model role only).
     builtin_seccomp: bool = False
     shm_size_mb: int | None = None
@@ -135,24 +135,24 @@ def _envs(envs: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Input[str]]:
 
 def security_opts(role: Role, builtin_seccomp: bool = False) -> list[str]:
     if builtin_seccomp:
-        if role.value not in catalog.ROLES_ALLOWED_BUILTIN_SECCOMP:
+        if role.value not in baseline.ROLES_ALLOWED_BUILTIN_SECCOMP:
             raise ValueError(f"role {role.value!r} must run under the project's seccomp profile")
-        profile = catalog.BUILTIN_SECCOMP
+        profile = baseline.BUILTIN_SECCOMP
     else:
-        profile = seccomp_profile(catalog.ROLE_SECCOMP_PROFILE[role.value])
-    return [catalog.NO_NEW_PRIVILEGES, f"seccomp={profile}"]
+        profile = seccomp_profile(baseline.ROLE_SECCOMP_PROFILE[role.value])
+    return [baseline.NO_NEW_PRIVILEGES, f"seccomp={profile}"]
 
 
 def hardened_container(resource_name: str, args: HardenedContainerArgs,
                        opts: pulumi.ResourceOptions | None = None) -> docker.Container:
     role = args.role.value
-    if args.gpu is not None and role not in catalog.DEVICE_ROLES:
-        raise ValueError(f"role {role!r} may not request GPUs (catalog.DEVICE_ROLES)")
-    if args.published_ports and not catalog.is_loopback_address(args.publish_ip):
+    if args.gpu is not None and role not in baseline.DEVICE_ROLES:
+        raise ValueError(f"role {role!r} may not request GPUs (baseline.DEVICE_ROLES)")
+    if args.published_ports and not baseline.is_loopback_address(args.publish_ip):
         raise ValueError(f"{args.name}: ports may be published on loopback addresses only, not {args.publish_ip}")
     if not args.networks:
         raise ValueError(f"{args.name}: a container needs at least one of the stack's networks")
-    allowed_caps = sorted(catalog.ROLE_CAPABILITIES.get(role, {}))
+    allowed_caps = sorted(baseline.ROLE_CAPABILITIES.get(role, {}))
     device_requests = None
     if args.gpu is not None:
         device_requests = [docker.ContainerDeviceRequestArgs(
@@ -213,12 +213,12 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
         ] or None,
         hosts=[docker.ContainerHostArgs(host=host, ip=ip) for host, ip in sorted(args.extra_hosts.items())] or None,
         # Names outside the stack resolve nowhere but in the egress gateway (catalog rule no-outside-dns).
-        dns=None if role in catalog.ROLES_WITH_OUTSIDE_DNS else list(catalog.CONTAINER_DNS_UPSTREAM),
-        log_driver=catalog.LOG_DRIVER,
-        log_opts=dict(catalog.LOG_OPTS),
+        dns=None if role in baseline.ROLES_WITH_OUTSIDE_DNS else list(baseline.CONTAINER_DNS_UPSTREAM),
+        log_driver=baseline.LOG_DRIVER,
+        log_opts=dict(baseline.LOG_OPTS),
         healthcheck=healthcheck_args(args.healthcheck, args.engine_api),
-        restart=catalog.RESTART_POLICY,
-        max_retry_count=catalog.RESTART_MAX_RETRIES,
+        restart=baseline.RESTART_POLICY,
+        max_retry_count=baseline.RESTART_MAX_RETRIES,
         init=args.init,
         wait=True,
         wait_timeout=args.wait_timeout_s,

@@ -10,17 +10,18 @@ executor's code or to a build argument rebuilds the image, and containers
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import pulumi
 import pulumi_docker as docker
 
-from sandbox_model.naming import component_type, LABEL_STACK
+from sandbox_model.naming import LABEL_STACK, component_type
+from sandbox_model.paths import REPO_ROOT
+from stacks.plan import Image
 from stacks.settings import ImageSettings
 
-from sandbox_model.paths import REPO_ROOT
 #: Relative to the project directory, where Pulumi runs the program and the provider.
 IMAGES_CONTEXT = "images"
 
@@ -39,12 +40,12 @@ def context_digest(context: Path, build_args: Mapping[str, str]) -> str:
 class SandboxImagesArgs:
     stack: str
     settings: ImageSettings
-    #: Names of the directories under images/ to build.
-    build: tuple[str, ...]
-    #: A pulled image (the model server's), pinned by the settings.
-    pull: Mapping[str, str] = field(default_factory=dict)
-    #: Build arguments of one image beside the common ones, by image name.
-    image_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: The directories under images/ to build (stacks.plan.Plan.built_images).
+    build: tuple[Image, ...]
+    #: Pulled images (the model server's), pinned by the settings (stacks.plan.Plan.pulled_images).
+    pull: tuple[tuple[Image, str], ...] = ()
+    #: Build arguments of one image beside the common ones.
+    image_args: Mapping[Image, Mapping[str, str]] = field(default_factory=dict)
 
 
 def image_labels(stack: str) -> dict[str, str]:
@@ -52,9 +53,9 @@ def image_labels(stack: str) -> dict[str, str]:
 
 
 class SandboxImages(pulumi.ComponentResource):
-    """``refs[name]`` is the image id a container should run (it changes with every rebuild)."""
+    """``refs[image]`` is the image id a container should run (it changes with every rebuild)."""
 
-    refs: dict[str, pulumi.Output[str]]
+    refs: dict[Image, pulumi.Output[str]]
 
     def __init__(self, name: str, args: SandboxImagesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(component_type("SandboxImages"), name, None, opts)
@@ -65,13 +66,14 @@ class SandboxImages(pulumi.ComponentResource):
             # Opt-in: only the build's fetch stage sees it, the final image never carries it.
             common_args["EXTRA_CA_CERTS"] = Path(args.settings.extra_ca_file).read_text()
         for image in args.build:
+            directory = image.value
             build_args = {**common_args, **args.image_args.get(image, {})}
-            digest = context_digest(REPO_ROOT / IMAGES_CONTEXT / image, build_args)
+            digest = context_digest(REPO_ROOT / IMAGES_CONTEXT / directory, build_args)
             built = docker.RemoteImage(
-                f"{name}-{image}",
-                name=f"opencode-sandbox/{image}:{args.stack}-{digest[:12]}",
+                f"{name}-{directory}",
+                name=f"opencode-sandbox/{directory}:{args.stack}-{digest[:12]}",
                 build=docker.RemoteImageBuildArgs(
-                    context=f"{IMAGES_CONTEXT}/{image}",
+                    context=f"{IMAGES_CONTEXT}/{directory}",
                     dockerfile="Dockerfile",
                     build_args=build_args,
                     # The provider builds with BuildKit (buildx), which reads `label`; its legacy builder
@@ -84,7 +86,7 @@ class SandboxImages(pulumi.ComponentResource):
                 opts=child,
             )
             self.refs[image] = built.image_id
-        for image, reference in args.pull.items():
-            pulled = docker.RemoteImage(f"{name}-{image}", name=reference, keep_locally=True, opts=child)
+        for image, reference in args.pull:
+            pulled = docker.RemoteImage(f"{name}-{image.value}", name=reference, keep_locally=True, opts=child)
             self.refs[image] = pulled.image_id
-        self.register_outputs({"refs": self.refs})
+        self.register_outputs({"refs": {image.value: ref for image, ref in self.refs.items()}})

@@ -26,13 +26,13 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_docker as docker
 
-from components.engine_api import ApiVersion
+from sandbox_model.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, hardened_container
+from sandbox_model.destinations import MODEL_GATEWAY_PORT
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import Limits, UserIds
 
-MODEL_GATEWAY_PORT = 8000
 #: In the image (images/model-gateway/Dockerfile).
 HEALTHCHECK = ["CMD", "python3", "-I", "-B", "/opt/model-gateway/healthcheck.py"]
 #: The variable that holds the key in the gateway (and only there).

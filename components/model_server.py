@@ -16,13 +16,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.hardening import GpuRequest, Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from components.engine_api import ApiVersion
+from sandbox_model.engine_api import ApiVersion
+from sandbox_model.destinations import MODEL_PORT
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from stacks.settings import TestDoubleModel, UserIds, VllmModel
 
-MODEL_PORT = 8000
 MODELS_MOUNT = "/models"
 
 

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from sandbox_model.naming import component_type, LABEL_NETWORK, LABEL_STACK, docker_name
+from sandbox_model.naming import LABEL_NETWORK, LABEL_STACK, component_type, docker_name
 from sandbox_model.topology import INTERNAL_NETWORK_OPTIONS, NETWORKS
+
 #: The edge network publishes on 127.0.0.1 and NATs nothing to the outside.
 EDGE_OPTIONS = {
     "com.docker.network.bridge.enable_ip_masquerade": "false",
@@ -43,45 +44,29 @@ EDGE_OPTIONS = {
 @dataclass(frozen=True)
 class SandboxNetworksArgs:
     stack: str
-    #: An in-stack model server (vLLM, the test double): the model gateway reaches it on model-upstream.
-    with_model_upstream: bool
-    with_egress: bool
-    #: The conductor mode: its own network between the conductor and its ingress gateway.
-    with_conductor: bool = False
+    #: The purposes of the networks this stack has (stacks.plan.Plan.networks).
+    purposes: tuple[str, ...]
 
 
 class SandboxNetworks(pulumi.ComponentResource):
-    model: docker.Network
-    model_upstream: docker.Network | None
-    executor: docker.Network
-    ingress: docker.Network
-    edge: docker.Network
-    egress: docker.Network | None
-    outside: docker.Network | None
-    conductor: docker.Network | None
+    """``networks[purpose]`` is the network of that purpose (a KeyError for one this stack has not)."""
 
     def __init__(self, name: str, args: SandboxNetworksArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(component_type("SandboxNetworks"), name, None, opts)
         self._stack = args.stack
         self._name = name
-        self.model = self._network("model")
-        self.model_upstream = self._network("model-upstream") if args.with_model_upstream else None
-        self.executor = self._network("executor")
-        self.ingress = self._network("ingress")
-        self.edge = self._network("edge", options=EDGE_OPTIONS)
-        self.egress = self._network("egress") if args.with_egress else None
-        self.outside = self._network("outside") if args.with_egress else None
-        self.conductor = self._network("conductor") if args.with_conductor else None
+        self._networks = {purpose: self._network(purpose, options=EDGE_OPTIONS if purpose == "edge" else None)
+                          for purpose in args.purposes}
         self.register_outputs({
             "names": {key: net.name for key, net in self.all().items()},
         })
 
+    def __getitem__(self, purpose: str) -> docker.Network:
+        return self._networks[purpose]
+
     def all(self) -> dict[str, docker.Network]:
         """purpose -> network, for the networks this stack has."""
-        candidates = {"model": self.model, "model-upstream": self.model_upstream, "executor": self.executor,
-                      "ingress": self.ingress, "edge": self.edge, "egress": self.egress, "outside": self.outside,
-                      "conductor": self.conductor}
-        return {key: net for key, net in candidates.items() if net is not None}
+        return dict(self._networks)
 
     def _network(self, purpose: str, options: dict[str, str] | None = None) -> docker.Network:
         internal = NETWORKS[purpose].internal

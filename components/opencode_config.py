@@ -27,12 +27,12 @@ shell plugin strips every variable with that prefix from user shells.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from sandbox_model.destinations import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE
+
 PROVIDER_ID = "sandbox"
-EXECUTOR_MCP_NAME = "executor"
 #: The provider's ``apiKey``: NOT a secret. OpenCode's openai-compatible provider sends
 #: ``Authorization: Bearer <apiKey>``; the model gateway removes it and adds the stack's key, which
 #: the workspace never holds. A fixed value keeps OpenCode from looking for a key anywhere else.
@@ -41,8 +41,6 @@ EXECUTOR_TOKEN_ENV = "EXECUTOR_TOKEN"
 #: The workspace variables holding ``mcp_secrets`` entries: ``<prefix><NAME>``. The shell plugin
 #: (images/workspace/opencode-config/plugins/strip-secrets.js) strips every variable with it.
 MCP_SECRET_ENV_PREFIX = "OPENCODE_SANDBOX_MCP_SECRET_"
-#: ``{secret:<name>}`` in a header value: the entry <name> of the secret stack key ``mcp_secrets``.
-MCP_SECRET_REFERENCE = re.compile(r"\{secret:([a-z][a-z0-9_]{0,62})\}")
 
 
 def mcp_secret_env(name: str) -> str:

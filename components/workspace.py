@@ -16,22 +16,17 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.engine_api import ApiVersion
+from sandbox_model.engine_api import ApiVersion
 from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
 from sandbox_model.naming import component_type, docker_name
 from components.opencode_config import (
     CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, OpenCodeConfigArgs, mcp_secret_env, opencode_config_json,
 )
+from sandbox_model.destinations import PROJECT_MOUNT, WEB_ALIAS, WEB_PORT
 from sandbox_model.roles import Role
 from stacks.settings import WorkspaceSettings
 
-WEB_PORT = 4096
-#: The workspace's name on the ingress network only. OpenCode listens on the address it resolves
-#: to, so the web UI/API is reachable from the ingress gateway and not from the executor or model
-#: networks (code running in an executor must not even reach the login).
-WEB_ALIAS = "workspace-web"
 HOME = "/home/opencode"
-PROJECT_MOUNT = "/workspace"
 SHARED_MOUNT = "/shared"
 #: Masked by an empty, read-only tmpfs: OpenCode 1.18.34 imports ``.opencode/{plugin,plugins}/*.js``
 #: of the project into its server even with OPENCODE_DISABLE_PROJECT_CONFIG=1 (its v2 config

@@ -9,7 +9,9 @@ and validating it against each policy's schema), ``Analyze`` per resource
 as a protobuf ``Struct``: numbers are doubles, secrets are wrapped in the
 secret signature, and a value not known during a preview is the engine's
 unknown sentinel string. :class:`PolicyPackProcess` and :class:`Analyzer`
-do exactly that, so the tests see what ``pulumi preview --policy-pack`` sees.
+do exactly that, so the tests see what ``pulumi preview --policy-pack`` sees;
+:class:`InProcessAnalyzer` sends the same requests to the same servicer in this
+process (no process, no socket), for the many requests of the rule tests.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import select
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import grpc
 import jsonschema
@@ -76,7 +79,7 @@ class PolicyPackProcess:
         self.address = ""
         self._stderr = tempfile.TemporaryFile(mode="w+")
 
-    def __enter__(self) -> "PolicyPackProcess":
+    def __enter__(self) -> PolicyPackProcess:
         # The engine address is required on the command line; a policy pack never calls it.
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."],
@@ -111,15 +114,22 @@ class PolicyPackProcess:
         return self._stderr.read()
 
 
-class Analyzer:
-    """The engine's side of the analyzer service."""
+class PackCrash(Exception):
+    """The pack failed to answer a request (over gRPC: the failed RPC's details)."""
 
-    def __init__(self, address: str):
-        self.channel = grpc.insecure_channel(address)
-        self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
+    def __init__(self, details: str):
+        super().__init__(details)
+        self.details = details
+
+
+class _EngineSide:
+    """The engine's side of the analyzer service, whatever carries the requests to the pack."""
+
+    def _call(self, method: str, request: Any) -> Any:
+        raise NotImplementedError
 
     def info(self) -> analyzer_pb2.AnalyzerInfo:
-        return self.stub.GetAnalyzerInfo(empty_pb2.Empty())
+        return self._call("GetAnalyzerInfo", empty_pb2.Empty())
 
     def configure(self, config: Mapping[str, Any] | None = None) -> None:
         """Apply a ``--policy-pack-config`` file's content the way the CLI does.
@@ -153,16 +163,16 @@ class Analyzer:
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"policy config names no policy of the pack: {sorted(unknown)}")
-        self.stub.Configure(request)
+        self._call("Configure", request)
 
     def analyze(self, resource: EngineResource) -> list[Diagnostic]:
-        response = self.stub.Analyze(analyzer_pb2.AnalyzeRequest(
+        response = self._call("Analyze", analyzer_pb2.AnalyzeRequest(
             type=resource.type, name=resource.name, urn=resource.urn,
             properties=engine_struct(resource.properties, resource.secret_keys)))
         return _diagnostics(response)
 
     def analyze_stack(self, resources: Iterable[EngineResource]) -> list[Diagnostic]:
-        response = self.stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[
+        response = self._call("AnalyzeStack", analyzer_pb2.AnalyzeStackRequest(resources=[
             analyzer_pb2.AnalyzerResource(
                 type=r.type, name=r.name, urn=r.urn, parent=r.parent,
                 properties=engine_struct(r.properties, r.secret_keys))
@@ -170,7 +180,106 @@ class Analyzer:
         return _diagnostics(response)
 
     def close(self) -> None:
+        pass
+
+
+class Analyzer(_EngineSide):
+    """The engine's side, over gRPC to a running pack (:class:`PolicyPackProcess`), as the engine talks to it."""
+
+    def __init__(self, address: str):
+        self.channel = grpc.insecure_channel(address)
+        self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self.stub, method)(request)
+        except grpc.RpcError as error:
+            raise PackCrash(error.details() or str(error)) from error
+
+    def close(self) -> None:
         self.channel.close()
+
+
+class InProcessAnalyzer(_EngineSide):
+    """The engine's side, calling the pack's policies in this process: the pack minus the transport.
+
+    ``python -m pulumi.policy`` runs ``policies/__main__.py``, whose ``PolicyPack`` builds the
+    SDK's servicer from :func:`policies.sandbox_policies.policies` and serves it over gRPC.
+    This builds the same servicer from the same policies: ``GetAnalyzerInfo`` and
+    ``Configure`` are the servicer's own; ``Analyze``/``AnalyzeStack`` take the same request
+    messages (properties marshalled as the engine marshals them) and run the servicer's loop
+    (enforcement levels, config, the report, an unknown value read as an advisory diagnostic)
+    with its own helpers, but deserialize each resource once per request instead of once per
+    policy (the pack never changes props). So the tests about the rules see what the pack
+    answers, hundreds of times a second; tests/fast/policy/test_pack_info.py,
+    test_committed_stacks.py and the wire-unknown tests use the real process. An exception
+    in the pack, which gRPC reports as a failed RPC, is a :class:`PackCrash` here too.
+    """
+
+    def __init__(self) -> None:
+        from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+        from policies.sandbox_policies import ENFORCEMENT_LEVEL, PACK_DESCRIPTION, PACK_NAME, policies
+
+        self.policies = policies()
+        # PolicyPack(...) passes these, and the version it always passes (PulumiPolicy.yaml's wins).
+        self.servicer = _PolicyAnalyzerServicer(PACK_NAME, "0.0.1", self.policies, ENFORCEMENT_LEVEL, None,
+                                                PACK_DESCRIPTION)
+
+    def _call(self, method: str, request: Any) -> Any:
+        handler = getattr(self, f"_{method}", None) or getattr(self.servicer, method)
+        try:
+            return handler(request, None)
+        except Exception as error:  # gRPC turns any exception in the pack into a failed RPC
+            raise PackCrash(f"Exception calling application: {error}") from error
+
+    @staticmethod
+    def _props(properties: struct_pb2.Struct) -> Any:
+        from pulumi_policy.deserialize import deserialize_properties
+        from pulumi_policy.proxy import unknown_checking_proxy
+
+        return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(properties)))
+
+    def _run(self, response: Any, policy_type: Any, make_args: Any) -> Any:
+        from pulumi_policy import EnforcementLevel
+        from pulumi_policy.proxy import UnknownValueError
+
+        servicer = self.servicer
+        for policy in self.policies:
+            level = servicer._get_enforcement_level(policy)
+            if level == EnforcementLevel.DISABLED or not isinstance(policy, policy_type):
+                continue
+            if level == EnforcementLevel.REMEDIATE:
+                level = EnforcementLevel.MANDATORY
+            report = servicer._create_report_violation(response, policy.name, policy.description, level,
+                                                       policy.severity)
+            try:
+                policy.validate(make_args(servicer._get_policy_config(policy.name)), report)
+            except UnknownValueError as error:
+                response.diagnostics.append(analyzer_pb2.AnalyzeDiagnostic(
+                    policyName=policy.name,
+                    message=f"can't run policy '{policy.name}' during preview: {error.message}",
+                    description=policy.description, enforcementLevel=analyzer_pb2.ADVISORY))
+        return response
+
+    def _Analyze(self, request: analyzer_pb2.AnalyzeRequest, _context: None) -> Any:
+        from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
+
+        props = self._props(request.properties)
+        opts = self.servicer._get_resource_options(request)
+        return self._run(analyzer_pb2.AnalyzeResponse(), ResourceValidationPolicy,
+                         lambda config: ResourceValidationArgs(request.type, props, request.urn, request.name, opts,
+                                                               None, config, {}))
+
+    def _AnalyzeStack(self, request: analyzer_pb2.AnalyzeStackRequest, _context: None) -> Any:
+        from pulumi_policy import StackValidationArgs, StackValidationPolicy
+        from pulumi_policy.policy import PolicyResource
+
+        resources = [PolicyResource(r.type, self._props(r.properties), r.urn, r.name,
+                                    self.servicer._get_resource_options(r), None, None, [], {})
+                     for r in request.resources]
+        return self._run(analyzer_pb2.AnalyzeResponse(), StackValidationPolicy,
+                         lambda config: StackValidationArgs(resources, config, {}))
 
 
 def _diagnostics(response: analyzer_pb2.AnalyzeResponse) -> list[Diagnostic]:

@@ -207,7 +207,11 @@ def run_program(stack: str, *, set_config: Mapping[str, Any] | None = None,
     cwd = Path.cwd()
     os.chdir(REPO_ROOT)  # Pulumi runs programs in the project directory
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__main__")))
+        _sync_await(run_pulumi_func(_run_main))
     finally:
         os.chdir(cwd)
     return DeclaredStack(stack=stack, resources=monitor.declared)
+
+
+def _run_main() -> None:
+    runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__main__")

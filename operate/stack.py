@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from components.opencode_config import EXECUTOR_MCP_NAME
+from sandbox_model.destinations import EXECUTOR_MCP_NAME
 from sandbox_model.roles import Role
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
-from components.workspace import PROJECT_MOUNT
+from sandbox_model.destinations import PROJECT_MOUNT
 
 #: The exit status of every command that could not start (no engine, no such stack, bad arguments).
 EXIT_CANNOT_START = 2

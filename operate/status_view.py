@@ -47,7 +47,7 @@ def when(moment: datetime | str | None, now: datetime) -> str:
         try:
             moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
         except ValueError:
-            return moment
+            return str(moment)
     return moment.strftime("%H:%M:%S" if moment.date() == now.date() else "%Y-%m-%d %H:%M")
 
 
@@ -89,7 +89,9 @@ def executor_rows(status: StackStatus) -> list[list[str]]:
 
 
 def egress_rows(status: StackStatus) -> list[list[str]]:
-    rows = []
+    rows: list[list[str]] = []
+    if status.egress is None:
+        return rows
     for decision in ("allowed", "denied"):
         for d in status.egress.destinations[decision][:DESTINATIONS_SHOWN]:
             rows.append([decision, d.name, str(d.requests), when(d.last_time, status.taken),
@@ -106,6 +108,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def egress_title(status: StackStatus) -> str:
     egress = status.egress
+    if egress is None:
+        return NO_EGRESS
     return (f"egress gateway ({short_name(status, egress.container)}): {egress.decisions} decisions in the last "
             f"{EGRESS_WINDOW} lines of its log, by destination")
 

@@ -40,7 +40,7 @@ from docker.errors import DockerException
 from pydantic import ValidationError
 from requests.exceptions import RequestException
 
-from components.workspace import PROJECT_MOUNT
+from sandbox_model.destinations import PROJECT_MOUNT
 from operate.stack import (OperateError, StackContainer, docker_client, executor_approval, find_stack,
                            project_dir, run_command)
 from operate.transcript import Outcome, Progress, describe, summary

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from typing import Sequence
 
-from components.workspace import PROJECT_MOUNT, WEB_ALIAS, WEB_PORT
+from sandbox_model.destinations import PROJECT_MOUNT, WEB_ALIAS, WEB_PORT
 from operate.stack import OperateError, StackContainer, docker_client, find_stack, run_command
 
 #: Where the TUI's shell records its process group, in the workspace's /tmp (a tmpfs).

@@ -22,11 +22,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.opencode_config import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE
-from components.engine_api import (OLDEST_SUPPORTED_API, SECCOMP_BUILTIN, ApiVersion, format_api_version,
+from sandbox_model.engine_api import (OLDEST_SUPPORTED_API, SECCOMP_BUILTIN, ApiVersion, format_api_version,
                                    parse_api_version)
-from components.provider_forms import cpus_round_trip, provider_cpus
-from sandbox_model.security.catalog import image_reference_problem, is_loopback_address
+from sandbox_model.provider_forms import cpus_round_trip, provider_cpus
+from sandbox_model import executor_contract
+from sandbox_model.destinations import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE, Destination
+from sandbox_model.security.baseline import is_loopback_address
+from sandbox_model.security.rules_resource import image_reference_problem
 
 
 _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
@@ -234,8 +236,6 @@ class McpServer(_Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        from components.egress_proxy import Destination
-
         if "{" in value or "}" in value:
             raise ValueError(f"{value!r} holds braces (OpenCode would substitute them). Fix: give the URL as is; "
                              "put credentials in headers, from mcp_secrets")
@@ -317,16 +317,22 @@ class ExecutorSettings(_Strict):
     gid: int = Field(default=20000, gt=0)
     limits: Limits = Limits(memory_mb=512, cpus=1.0, nproc=256)
     tmp_mb: int = Field(default=64, gt=0)
-    default_timeout_s: float = Field(default=10, gt=0)
-    max_timeout_s: float = Field(default=60, gt=0)
-    max_output_bytes: int = Field(default=1024 * 1024, gt=0)
-    max_source_bytes: int = Field(default=256 * 1024, gt=0)
+    # What the executor service accepts (sandbox_model.executor_contract, the service's copy): a value
+    # it would refuse at start is refused here, before anything is deployed.
+    default_timeout_s: float = Field(default=executor_contract.DEFAULT_TIMEOUT_S, gt=0)
+    max_timeout_s: float = Field(default=executor_contract.MAX_TIMEOUT_S, gt=0,
+                                 le=executor_contract.MAX_TIMEOUT_S_CEILING)
+    max_output_bytes: int = Field(default=executor_contract.MAX_OUTPUT_BYTES, gt=0,
+                                  le=executor_contract.MAX_OUTPUT_BYTES_CEILING)
+    max_source_bytes: int = Field(default=executor_contract.MAX_SOURCE_BYTES, gt=0,
+                                  le=executor_contract.MAX_SOURCE_BYTES_CEILING)
     #: Debian packages (bookworm) installed into the executor image for jobs, e.g. python3-pytest,
     #: nodejs, npm, make, git: the reviewed way a toolchain reaches the sandbox (nothing is installed
     #: at run time; jobs have no network). `name` or `name=version`.
     packages: list[DebianPackage] = Field(default_factory=list, max_length=64)
     #: What the executor tool run_tests runs in the project (a POSIX sh command line).
-    test_command: str = Field(default="python3 -m pytest", min_length=1, max_length=4096)
+    test_command: str = Field(default=executor_contract.TEST_COMMAND, min_length=1,
+                              max_length=executor_contract.TEST_COMMAND_MAX_LENGTH)
 
     @field_validator("packages")
     @classmethod
@@ -342,15 +348,16 @@ class ExecutorSettings(_Strict):
         if self.default_timeout_s > self.max_timeout_s:
             raise ValueError(f"default_timeout_s {self.default_timeout_s} exceeds max_timeout_s "
                              f"{self.max_timeout_s}. Fix: lower the default or raise the maximum")
-        if self.limits.nproc < 24:
+        if self.limits.nproc < executor_contract.MIN_CONTAINER_NPROC:
             raise ValueError(f"limits.nproc = {self.limits.nproc}: that leaves the executor service no room "
-                             "beside a job. Fix: allow at least 24 processes")
+                             f"beside a job. Fix: allow at least {executor_contract.MIN_CONTAINER_NPROC} processes")
         return self
 
     @property
     def job_nproc(self) -> int:
-        """Processes one job may have: half the container's, and always 16 fewer, so the service keeps headroom."""
-        return max(8, min(self.limits.nproc // 2, self.limits.nproc - 16))
+        """Processes one job may have (``EXECUTOR_JOB_NPROC``): half the container's, and always
+        ``SERVICE_TASK_HEADROOM`` (16) fewer, so the service keeps headroom (sandbox_model.executor_contract)."""
+        return executor_contract.job_nproc(self.limits.nproc)
 
 
 class GatewaySettings(_Strict):
@@ -421,8 +428,6 @@ class ExternalModel(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        from components.egress_proxy import Destination
-
         Destination.from_url(value)  # the egress gateway must be able to admit exactly this endpoint
         return value.rstrip("/")
 

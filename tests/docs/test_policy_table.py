@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from sandbox_model.security.catalog import RULES
+from sandbox_model.security.table import RULES
 
 from sandbox_model.paths import REPO_ROOT
 README = REPO_ROOT / "README.md"

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import combinations
 
 import pytest
 
-from components.egress_proxy import PROXY_PORT
+from harness.program import DYNAMIC, STACKS, VOLUME, developer_machine
+from harness.settings import stack_settings
+from sandbox_model.destinations import MODEL_PORT, PROXY_PORT, WEB_ALIAS, WEB_PORT, Destination
 from sandbox_model.naming import component_type
-from sandbox_model.topology import INTENDED_NETWORK_PEERS, NETWORKS
-from sandbox_model.security.catalog import CheckContext, check_container, check_stack
 from sandbox_model.roles import Role
+from sandbox_model.security.adapters.pulumi_props import container_spec, network_spec, volume_host_path
+from sandbox_model.security.context import CheckContext
 from sandbox_model.security.profiles import all_seccomp_profiles
-from sandbox_model.security.props import container_spec, network_spec, volume_host_path
-from harness.program import DYNAMIC, STACKS, VOLUME
+from sandbox_model.security.runner import check_container, check_stack
+from sandbox_model.topology import INTENDED_NETWORK_PEERS, NETWORKS
+from stacks.plan import Image, ModelSource, plan_for
 
 CONTEXT = CheckContext(seccomp_profiles=all_seccomp_profiles())
 
@@ -23,20 +25,12 @@ W, M, X, I, E, G = (Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value,
                     Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value, Role.MODEL_GATEWAY.value)
 C = Role.CONDUCTOR.value
 
-#: Each stack's networks (purpose -> the roles on it): the reachability the design intends, and
-#: nothing more. The workspace reaches the model through the model gateway only: never on a network
-#: with the model server.
-EXPECTED_NETWORKS = {
-    # The test double's API is published (host_port): its ingress gateway is on model-upstream. The
-    # conductor is on: it reaches the workspace's API on ingress, its gateway reaches it on conductor.
-    "ci": {"model": {W, G}, "model-upstream": {G, M, I}, "executor": {W, X}, "ingress": {W, I, C}, "edge": {I},
-           "egress": {W, E}, "outside": {E}, "conductor": {I, C}},
-    # External model, egress none: only the model gateway goes out, through the egress gateway.
-    "dev": {"model": {W, G}, "executor": {W, X}, "ingress": {W, I}, "edge": {I}, "egress": {G, E},
-            "outside": {E}},
-    "gpu": {"model": {W, G}, "model-upstream": {G, M}, "executor": {W, X}, "ingress": {W, I}, "edge": {I},
-            "egress": {W, E}, "outside": {E}},
-}
+
+@pytest.fixture(scope="module")
+def plans(developer_home):
+    """Each committed stack's plan (stacks/plan.py), from its validated settings."""
+    with developer_machine(developer_home):
+        return {stack: plan_for(stack_settings(stack)) for stack in STACKS}
 
 
 def specs(declared):
@@ -47,6 +41,73 @@ def specs(declared):
 
 def test_every_stack_file_is_covered():
     assert set(STACKS) == {"ci", "dev", "gpu"}
+
+
+# --- each committed stack's plan: what Pulumi.<stack>.yaml asks for ------------------------------
+
+COMMON_EXPORTS = ("web_url", "web_user", "web_password", "model_endpoint", "executor_endpoints", "executor_token",
+                  "model_api_key", "networks")
+COMMON_IMAGES = (Image.WORKSPACE, Image.EXECUTOR, Image.INGRESS, Image.MODEL_GATEWAY)
+
+
+def test_the_ci_plan(plans):
+    """The test double, published on 127.0.0.1:18000; an allowlist; the conductor on."""
+    plan = plans["ci"]
+    assert (plan.model_source, plan.in_stack_model) == (ModelSource.TEST_DOUBLE, True)
+    assert (plan.workspace_egress, plan.egress_gateway, plan.conductor) == (True, True, True)
+    assert (plan.model_api_ingress, plan.model_api_host_port) == (True, 18000)
+    assert plan.networks == ("model", "model-upstream", "executor", "ingress", "conductor", "edge", "egress", "outside")
+    assert plan.workspace_networks == ("executor", "model", "egress")
+    assert plan.model_gateway_upstream_network == "model-upstream"
+    assert plan.built_images == (*COMMON_IMAGES, Image.EGRESS, Image.MODEL_DOUBLE, Image.CONDUCTOR)
+    assert plan.pulled_images == () and plan.egress_destinations == ()
+    assert plan.exports == (*COMMON_EXPORTS, "model_api_url", "conductor_url", "conductor_token", "containers")
+    assert plan.exported_containers == ("workspace", "executors", "ingress_web", "model_gateway", "model", "egress",
+                                        "ingress_model_api", "conductor", "ingress_conductor")
+
+
+def test_the_dev_plan(plans):
+    """An external model on the host (LM Studio), egress none: only the model gateway goes out."""
+    plan = plans["dev"]
+    assert (plan.model_source, plan.in_stack_model) == (ModelSource.EXTERNAL, False)
+    assert (plan.workspace_egress, plan.egress_gateway, plan.conductor, plan.model_api_ingress) == (
+        False, True, False, False)
+    assert plan.networks == ("model", "executor", "ingress", "edge", "egress", "outside")
+    assert plan.workspace_networks == ("executor", "model")
+    assert plan.model_gateway_upstream_network == "egress"
+    assert plan.built_images == (*COMMON_IMAGES, Image.EGRESS) and plan.pulled_images == ()
+    assert plan.egress_destinations == (Destination("host.docker.internal", 1234, tls=False),)
+    assert plan.exports == (*COMMON_EXPORTS, "containers")
+    assert plan.exported_containers == ("workspace", "executors", "ingress_web", "model_gateway", "egress")
+
+
+def test_the_gpu_plan(plans):
+    """vLLM, pulled pinned by digest, unpublished; an allowlist."""
+    plan = plans["gpu"]
+    assert (plan.model_source, plan.in_stack_model) == (ModelSource.VLLM, True)
+    assert (plan.workspace_egress, plan.egress_gateway, plan.conductor, plan.model_api_ingress) == (
+        True, True, False, False)
+    assert plan.networks == ("model", "model-upstream", "executor", "ingress", "edge", "egress", "outside")
+    assert plan.workspace_networks == ("executor", "model", "egress")
+    assert plan.built_images == (*COMMON_IMAGES, Image.EGRESS)
+    [(image, reference)] = plan.pulled_images
+    assert image is Image.MODEL and reference.startswith("vllm/vllm-openai:") and "@sha256:" in reference
+    assert plan.exports == (*COMMON_EXPORTS, "containers")
+    assert plan.exported_containers == ("workspace", "executors", "ingress_web", "model_gateway", "model", "egress")
+
+
+def test_the_plan_follows_the_settings(on_developer_machine):
+    """The decisions that no committed stack shows: MCP servers alone open egress; no conductor, no network."""
+    servers = {"tickets": {"url": "https://mcp.example.com/mcp"}}
+    workspace = {"user": {"uid": 1000, "gid": 1000}, "project_dir": str(on_developer_machine / "p"),
+                 "mcp_servers": servers}
+    plan = plan_for(stack_settings("dev", set_config={"workspace": workspace}))
+    assert plan.workspace_egress and plan.workspace_networks == ("executor", "model", "egress")
+    assert plan.egress_destinations == (Destination("host.docker.internal", 1234, tls=False),
+                                        Destination("mcp.example.com", 443, tls=True))
+    plan = plan_for(stack_settings("ci", set_config={"conductor": {"enabled": False}}))
+    assert not plan.conductor and "conductor" not in plan.networks and Image.CONDUCTOR not in plan.built_images
+    assert not {"conductor_url", "conductor_token"} & set(plan.exports)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -64,7 +125,7 @@ def test_stack_rules_hold(declared_stacks, stack):
 
 def network_members(declared) -> dict[str, set[str]]:
     """purpose (the network's label) -> the roles of the containers on it."""
-    purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]
+    purposes = {n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
                 for n in declared.networks}
     members: dict[str, set[str]] = {purpose: set() for purpose in purposes.values()}
     for spec in specs(declared):
@@ -74,38 +135,25 @@ def network_members(declared) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_network_graph_is_the_intended_reachability_matrix(declared_stacks, stack):
+def test_the_declared_networks_are_the_plans(declared_stacks, plans, stack):
+    """Which networks exist and who joins which is the plan's (who may, the rules judge: test_stack_rules_hold)."""
+    plan = plans[stack]
     members = network_members(declared_stacks[stack])
-    assert members == EXPECTED_NETWORKS[stack]
-    for purpose, roles in members.items():
-        assert roles <= NETWORKS[purpose].roles, f"{purpose}: {roles - NETWORKS[purpose].roles} not in the design"
-    shared = {frozenset(pair) for roles in members.values() for pair in combinations(sorted(roles), 2)}
-    assert shared <= INTENDED_NETWORK_PEERS and frozenset({W, M}) not in shared
+    assert set(members) == set(plan.networks)
+    joined = {role: {purpose for purpose, roles in members.items() if role in roles} for role in (W, G)}
+    assert joined[W] == {"ingress", *plan.workspace_networks}
+    assert joined[G] == {"model", plan.model_gateway_upstream_network}
+    assert (M in members.get("model-upstream", set())) == plan.in_stack_model
+    assert (I in members.get("model-upstream", set())) == plan.model_api_ingress
+    assert (E in members.get("egress", set())) == plan.egress_gateway
+    assert (C in members.get("ingress", set())) == plan.conductor
 
 
 def test_the_design_never_lets_the_workspace_meet_the_model_server():
+    """An independent oracle on sandbox_model.topology.NETWORKS: its three invariants, stated apart from it."""
     assert frozenset({W, M}) not in INTENDED_NETWORK_PEERS
     assert frozenset({X, M}) not in INTENDED_NETWORK_PEERS and frozenset({X, G}) not in INTENDED_NETWORK_PEERS
     assert all(net.internal for purpose, net in NETWORKS.items() if G in net.roles or M in net.roles)
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_only_gateways_join_networks_with_a_route_out(declared_stacks, stack):
-    declared = declared_stacks[stack]
-    internal = {n.inputs["name"]: n.inputs.get("internal", False) for n in declared.networks}
-    for spec in specs(declared):
-        for network in spec.networks:
-            if not internal[network]:
-                assert spec.role in {I, E}, f"{spec.name} ({spec.role}) joins non-internal {network}"
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_executors_reach_only_the_workspace(declared_stacks, stack):
-    declared = declared_stacks[stack]
-    executor_networks = {n for spec in specs(declared) if spec.role == X for n in spec.networks}
-    for spec in specs(declared):
-        if spec.role not in {X, W}:
-            assert not executor_networks & set(spec.networks), f"{spec.name} shares a network with executors"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -136,6 +184,15 @@ def test_labels_find_every_container_by_stack_and_role(declared_stacks, stack):
     roles = [spec.role for spec in specs(declared_stacks[stack])]
     assert all(spec.stack == stack for spec in specs(declared_stacks[stack]))
     assert roles.count(W) == 1 and roles.count(I) >= 1 and roles.count(X) >= 1
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_images_are_the_plans(declared_stacks, plans, stack):
+    images = declared_stacks[stack].of_type("docker:index/remoteImage:RemoteImage")
+    built = [i.inputs["name"].split(":")[0] for i in images if "build" in i.inputs]
+    pulled = [i.inputs["name"] for i in images if "build" not in i.inputs]
+    assert sorted(built) == sorted(f"opencode-sandbox/{image.value}" for image in plans[stack].built_images)
+    assert pulled == [reference for _, reference in plans[stack].pulled_images]
 
 
 def test_ci_builds_its_model_double_and_gpu_pulls_a_pinned_vllm(declared_stacks):
@@ -190,7 +247,7 @@ def test_the_web_ui_listens_on_the_ingress_network_only(declared_stacks, stack):
     workspace = declared_stacks[stack].container("workspace")[0]
     command = workspace.inputs["command"]
     host = command[command.index("--hostname") + 1]
-    purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]
+    purposes = {n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
                 for n in declared_stacks[stack].networks}
     aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in workspace.inputs["networksAdvanced"]}
     assert [name for name, names in aliases.items() if host in names] == ["ingress"], aliases
@@ -267,7 +324,7 @@ def test_the_model_gateway_forwards_to_the_one_upstream_and_the_workspace_points
         assert "HTTP_PROXY" not in workspace, "egress: none, and the model is the gateway's business"
     else:
         model = declared.container(M)[0]
-        assert env["MODEL_GATEWAY_UPSTREAM"] == f"http://{model.inputs['name']}:8000/v1"
+        assert env["MODEL_GATEWAY_UPSTREAM"] == f"http://{model.inputs['name']}:{MODEL_PORT}/v1"
         assert "MODEL_GATEWAY_PROXY" not in env
     assert not gateway.inputs.get("ports"), "the model gateway publishes nothing"
 
@@ -278,17 +335,18 @@ def test_the_model_gateway_forwards_to_the_one_upstream_and_the_workspace_points
 def test_the_conductor_listens_on_its_own_network_and_holds_only_the_tokens_digest(declared_stacks):
     import hashlib
 
-    from components.conductor import CONDUCTOR_ALIAS, PROJECT_MOUNT
+    from sandbox_model.destinations import CONDUCTOR_ALIAS
+    from sandbox_model.destinations import CONDUCTOR_PROJECT_MOUNT as PROJECT_MOUNT
 
     declared = declared_stacks["ci"]
     conductor = declared.container(C)[0]
     env = envs_of(conductor)
-    purposes = {n.inputs["name"]: {l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"]
+    purposes = {n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
                 for n in declared.networks}
     aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in conductor.inputs["networksAdvanced"]}
     assert aliases == {"conductor": [CONDUCTOR_ALIAS], "ingress": []}
     assert env["CONDUCTOR_HOST"] == CONDUCTOR_ALIAS  # not reachable from ingress, where the workspace is
-    assert env["CONDUCTOR_OPENCODE_URL"] == "http://workspace-web:4096"
+    assert env["CONDUCTOR_OPENCODE_URL"] == f"http://{WEB_ALIAS}:{WEB_PORT}"
     assert env["CONDUCTOR_OPENCODE_PASSWORD"] == envs_of(declared.container(W)[0])["OPENCODE_SERVER_PASSWORD"]
     assert "envs" in conductor.secret_inputs
     assert not any("TOKEN=" in item for item in conductor.inputs["envs"])
@@ -299,7 +357,7 @@ def test_the_conductor_listens_on_its_own_network_and_holds_only_the_tokens_dige
 
 
 def test_the_conductor_is_published_on_loopback_through_its_ingress_gateway(declared_stacks):
-    from components.conductor import CONDUCTOR_ALIAS, CONDUCTOR_PORT
+    from sandbox_model.destinations import CONDUCTOR_ALIAS, CONDUCTOR_PORT
 
     declared = declared_stacks["ci"]
     gateway = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-conductor"))

@@ -13,11 +13,10 @@ import re
 import pytest
 
 from components.egress_proxy import (
-    PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED, PROXY_PORT, Destination, dedupe_domains, render_squid_conf,
+    PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED, dedupe_domains, render_squid_conf,
 )
-from components.executors import SHARED_ALIAS
+from sandbox_model.destinations import PROXY_PORT, SHARED_ALIAS, WEB_ALIAS, Destination
 from sandbox_model.roles import Role
-from components.workspace import WEB_ALIAS
 from stacks.settings import EgressSettings
 from harness.program import PROJECT, run_program, stack_config
 
@@ -237,7 +236,8 @@ def test_the_allowlist_gateway_resolves_no_docker_host_alias(declared_stacks):
     assert not gateway.inputs.get("hosts")
 
 
-def test_no_allowlist_and_an_in_stack_model_means_no_route_out(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_no_allowlist_and_an_in_stack_model_means_no_route_out():
     declared = run_program("ci", set_config={"egress": "none"})
     assert not declared.container(Role.EGRESS_GATEWAY.value)
     assert {purpose for purpose, _internal in network_purposes(declared).values()} & {"egress", "outside"} == set()

@@ -1,4 +1,4 @@
-"""components/security/inspect.py on inspect data shaped as Docker 20.10 returns it (no engine needed).
+"""sandbox_model/security/adapters/docker_inspect.py on inspect data shaped as Docker 20.10 returns it (no engine needed).
 
 The live counterpart (the same conversion on every container of the running stack, compared
 with the declaration) is test_catalog_on_live_stack.py.
@@ -6,8 +6,9 @@ with the declaration) is test_catalog_on_live_stack.py.
 
 from __future__ import annotations
 
-from sandbox_model.security import inspect as runtime_inspect
-from sandbox_model.security.catalog import CheckContext, check_container
+from sandbox_model.security.adapters import docker_inspect as runtime_inspect
+from sandbox_model.security.context import CheckContext
+from sandbox_model.security.runner import check_container
 from sandbox_model.security.spec import Mount, PortBinding
 
 

@@ -59,7 +59,8 @@ def declared(developer_home):
     {"command": ["python3", "server.py"]},
     {"url": "https://mcp.example.com/mcp", "environment": {"A": "b"}},
 ])
-def test_local_stdio_servers_are_refused_naming_the_alternative(on_developer_machine, server):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_local_stdio_servers_are_refused_naming_the_alternative(server):
     message = settings_error({"tool": server})
     assert "opencode-sandbox:workspace.mcp_servers.tool" in message, message
     assert "local (stdio) MCP servers would run their code inside the workspace" in message, message
@@ -69,7 +70,8 @@ def test_local_stdio_servers_are_refused_naming_the_alternative(on_developer_mac
 
 @pytest.mark.parametrize("name", ["executor", "external", "read", "list", "apply", "doom", "my_server", "Docs",
                                   "1st", "a" * 32, "x.y"])
-def test_names_that_would_clash_with_tool_names_are_refused(on_developer_machine, name):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_names_that_would_clash_with_tool_names_are_refused(name):
     message = settings_error({name: {"url": "https://mcp.example.com/mcp"}})
     assert "opencode-sandbox:workspace.mcp_servers" in message and repr(name) in message, message
     assert "Fix:" in message, message
@@ -78,26 +80,30 @@ def test_names_that_would_clash_with_tool_names_are_refused(on_developer_machine
 @pytest.mark.parametrize("url", ["ftp://mcp.example.com/", "file:///etc/passwd", "mcp.example.com/mcp",
                                  "https://mcp.example.com/{env:EXECUTOR_TOKEN}", "https://u:p@mcp.example.com/",
                                  "https://[::1]/mcp", "https://bad host/"])
-def test_only_plain_http_urls_are_accepted(on_developer_machine, url):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_only_plain_http_urls_are_accepted(url):
     message = settings_error({"docs": {"url": url}})
     assert "opencode-sandbox:workspace.mcp_servers.docs.url" in message and "Fix:" in message, message
 
 
 @pytest.mark.parametrize("value", ["Bearer {env:EXECUTOR_TOKEN}", "{file:/proc/self/environ}", "x{secret:Bad}",
                                    "a\nb"])
-def test_header_values_cannot_pull_in_the_workspace_environment_or_files(on_developer_machine, value):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_header_values_cannot_pull_in_the_workspace_environment_or_files(value):
     message = settings_error({"docs": {"url": "https://mcp.example.com/mcp", "headers": {"Authorization": value}}})
     assert "opencode-sandbox:workspace.mcp_servers.docs.headers.Authorization" in message, message
     assert "{secret:<name>}" in message, message
 
 
-def test_a_header_naming_a_missing_secret_is_refused_without_showing_any_value(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_a_header_naming_a_missing_secret_is_refused_without_showing_any_value():
     message = settings_error(SERVERS, {"docs_token": TOKEN})
     assert "{secret:tickets_key}" in message and "mcp_secrets.tickets_key" in message, message
     assert "pulumi config set --secret" in message and TOKEN not in message, message
 
 
-def test_mcp_secrets_must_be_a_pulumi_secret(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_mcp_secrets_must_be_a_pulumi_secret():
     from stacks.loader import SettingsError
     from harness.program import run_program
 
@@ -134,12 +140,14 @@ def test_header_secrets_are_in_the_environment_as_secrets_never_in_the_config(de
             assert TOKEN not in json.dumps(resource.inputs), resource.name
 
 
-def test_only_the_secrets_a_header_uses_reach_the_workspace(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_only_the_secrets_a_header_uses_reach_the_workspace():
     env = workspace_env(declare(mcp_secrets={**MCP_SECRETS, "unused": "u" * 20}))
     assert f"{MCP_SECRET_ENV_PREFIX}UNUSED" not in env and not any("u" * 20 in v for v in env.values())
 
 
-def test_server_tools_follow_their_approval_and_cannot_reopen_denied_tools(declared, on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_server_tools_follow_their_approval_and_cannot_reopen_denied_tools(declared):
     permission = generated_config(declared)["permission"]
     assert next(iter(permission.items())) == ("*", "deny")
     assert last_rule(permission, "docs_search") == "allow"
@@ -164,7 +172,8 @@ def squid_conf(declared) -> str:
 
 
 def test_each_server_host_port_is_admitted_exactly(declared):
-    from components.egress_proxy import Destination, render_squid_conf
+    from components.egress_proxy import render_squid_conf
+    from sandbox_model.destinations import Destination
 
     conf = squid_conf(declared)
     expected = render_squid_conf(["files.pythonhosted.org", "pypi.org"],
@@ -176,8 +185,9 @@ def test_each_server_host_port_is_admitted_exactly(declared):
     assert "mcp.example.com" not in allowlisted and "tickets" not in allowlisted
 
 
-def test_declaring_a_server_brings_up_the_egress_gateway_and_the_workspace_uses_it(on_developer_machine):
-    from components.egress_proxy import PROXY_PORT
+@pytest.mark.usefixtures("on_developer_machine")
+def test_declaring_a_server_brings_up_the_egress_gateway_and_the_workspace_uses_it():
+    from sandbox_model.destinations import PROXY_PORT
 
     declared = declare({"docs": {"url": "https://mcp.example.com/mcp"}}, mcp_secrets=None, egress="none")
     conf = squid_conf(declared)
@@ -192,7 +202,8 @@ def test_declaring_a_server_brings_up_the_egress_gateway_and_the_workspace_uses_
     assert len(workspace_nets & gateway_nets) == 1, (workspace_nets, gateway_nets)  # the internal egress network
 
 
-def test_without_servers_nothing_changes(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_without_servers_nothing_changes():
     declared = declare({}, mcp_secrets=None, egress="none")
     assert not declared.container("egress-gateway")
     env = workspace_env(declared)

@@ -169,7 +169,8 @@ def test_the_project_opencode_directory_is_masked(declared_stacks, stack):
     assert "mode=0555" in options and not any(o.startswith("uid=") for o in options), options
 
 
-def test_executor_approval_ask_makes_executor_calls_ask(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_executor_approval_ask_makes_executor_calls_ask():
     from harness.program import run_program, stack_config
     import yaml
 
@@ -180,7 +181,8 @@ def test_executor_approval_ask_makes_executor_calls_ask(on_developer_machine):
     assert last_rule(permission, "bash") == "deny"
 
 
-def test_executor_approval_is_validated(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_executor_approval_is_validated():
     from stacks.loader import SettingsError
     from harness.program import run_program, stack_config
     import yaml
@@ -193,7 +195,8 @@ def test_executor_approval_is_validated(on_developer_machine):
     assert "Fix:" in message and "'allow'" in message and "'ask'" in message, message
 
 
-def test_every_workspace_variable_holding_a_secret_is_stripped_from_user_shells(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_every_workspace_variable_holding_a_secret_is_stripped_from_user_shells():
     """The image's plugin names the variables it removes; the program decides which hold secrets."""
     import re
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pulumi
 import pytest
 
 from components import hardening
-from components.engine_api import HEALTHCHECK_START_INTERVAL, OLDEST_SUPPORTED_API
-from components.provider_forms import (NANOS_PER_SECOND, cpus_round_trip, go_duration, parse_cpus,
+from sandbox_model.engine_api import HEALTHCHECK_START_INTERVAL, OLDEST_SUPPORTED_API
+from sandbox_model.provider_forms import (NANOS_PER_SECOND, cpus_round_trip, go_duration, parse_cpus,
                                        parse_go_duration, provider_cpus)
 from harness.engine import in_ci
 from harness.program import STACKS, developer_machine, run_program
@@ -41,7 +42,8 @@ def test_cpus_are_written_as_the_provider_reads_them(nanos, stored):
     assert provider_cpus(nanos / NANOS_PER_SECOND) == stored
 
 
-def test_a_cpu_count_the_provider_reads_back_differently_is_refused_by_the_settings(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_a_cpu_count_the_provider_reads_back_differently_is_refused_by_the_settings():
     assert not cpus_round_trip(0.05)  # stored as "0.1": every refresh would differ
     with pytest.raises(Exception, match=r"executors.limits.cpus.*0.05.*read back by pulumi-docker as 0.1"):
         run_program("ci", set_config={"executors": {"count": 2, "limits": {"memory_mb": 512, "cpus": 0.05,
@@ -66,7 +68,10 @@ def test_durations_match_go_itself(tmp_path):
         "func main() { for _, a := range os.Args[1:] { f, _ := strconv.ParseFloat(a, 64); "
         "fmt.Println(time.Duration(f * float64(time.Second)).String()) } }\n")
     seconds = sorted(GO_DURATIONS)
-    env = {**os.environ, "GOFLAGS": "-mod=mod", "GO111MODULE": "off", "GOCACHE": str(tmp_path / "cache")}
+    # A build cache kept between runs (Go's cache is safe for concurrent use): a fresh one recompiles
+    # the standard library, seconds of the fast loop.
+    cache = os.environ.get("GOCACHE") or str(Path.home() / ".cache" / "opencode-sandbox" / "go-build")
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "GO111MODULE": "off", "GOCACHE": cache}
     output = subprocess.run([go, "run", str(tmp_path / "main.go"), *map(str, seconds)], env=env,
                             capture_output=True, text=True, timeout=300, check=True).stdout.split()
     assert output == [go_duration(value) for value in seconds]

@@ -1,4 +1,9 @@
-"""A bad stack setting stops the program before any resource exists, saying key, value and fix."""
+"""A bad stack setting is refused, saying key, value and fix; and it stops the program before any resource exists.
+
+The settings' errors are tested through the validator the program uses (stacks.loader.validate_settings,
+via harness.settings.stack_settings); only the tests marked "the program" run __main__.py, to prove that
+it stops before registering anything and to check what only the program's loader sees (secrets).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,30 @@ import re
 
 import pytest
 
-from stacks.loader import SettingsError
 from harness.program import DYNAMIC, developer_machine, run_program
+from harness.settings import stack_settings
+from stacks.loader import SettingsError
 
 
 def rejected(stack: str, **kwargs) -> str:
+    """The validator's message for `stack`'s committed settings with these edits (see harness.settings)."""
+    with pytest.raises(SettingsError) as caught:
+        stack_settings(stack, **kwargs)
+    return str(caught.value)
+
+
+def rejected_by_the_program(stack: str, **kwargs) -> str:
     registered: list = []
     with pytest.raises(SettingsError) as caught:
         run_program(stack, registered=registered, **kwargs)
     assert registered == [], "a resource was registered before the settings were validated"
     return str(caught.value)
+
+
+def test_the_program_stops_on_a_bad_setting_before_any_resource(on_developer_machine):
+    """The program: the validator's very message, and nothing registered."""
+    edits = {"set_config": {"executors": {"count": 0}}}
+    assert rejected_by_the_program("ci", **edits) == rejected("ci", **edits)
 
 
 def assert_names(message: str, key: str, value: str | None, *fix_words: str):
@@ -63,8 +82,9 @@ def test_unknown_top_level_key(on_developer_machine):
 
 
 def test_plain_text_secrets_are_refused(on_developer_machine):
+    """The program: only the loader knows whether a config value is stored as a secret."""
     for key in ("web_password", "model_api_key", "executor_token", "conductor_token"):
-        message = rejected("ci", plain_config={key: "hunter2-hunter2-hunter2-hunter2"})
+        message = rejected_by_the_program("ci", plain_config={key: "hunter2-hunter2-hunter2-hunter2"})
         assert_names(message, key, None, "--secret")
         assert "hunter2" not in message, "the secret value must not be echoed"
 
@@ -112,9 +132,8 @@ def test_missing_required_setting(on_developer_machine):
 
 def test_workspace_user_defaults_to_the_invoking_user_but_never_root(developer_home):
     with developer_machine(developer_home, uid=1234, gid=1234):
-        declared = run_program("dev")
-    workspace = declared.container("workspace")[0]
-    assert workspace.inputs["user"] == "1234:1234"
+        user = stack_settings("dev").workspace.user
+    assert (user.uid, user.gid) == (1234, 1234)
     with developer_machine(developer_home, uid=0, gid=0):
         message = rejected("dev")
     assert_names(message, "workspace.user", None, "uid")
@@ -146,10 +165,8 @@ def test_the_conductor_and_its_gateway_have_uids_of_their_own(on_developer_machi
 
 
 def test_the_conductor_is_off_by_default_and_its_port_must_be_free(on_developer_machine):
-    declared = run_program("ci", set_config={"conductor": {"enabled": False}})
-    assert declared.container("conductor") == []
-    assert not any(c.inputs["name"].endswith("-ingress-conductor") for c in declared.containers)
-    assert not any(n.inputs["name"].endswith("-conductor-net") for n in declared.networks)
+    """(What a stack without the conductor declares: tests/fast/test_declared_stacks.py's plan tests.)"""
+    assert not stack_settings("dev").conductor.enabled
     message = rejected("ci", set_config={"conductor": {"enabled": True, "host_port": 14096}})
     assert_names(message, "conductor.host_port", None, "another conductor.host_port")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from sandbox_model.security import catalog
+from sandbox_model.security import baseline
 from sandbox_model.paths import REPO_ROOT
 
 TEST_LABEL_KEY = "opencode-sandbox.test"
@@ -42,7 +42,7 @@ def hardened_options(profile: str | None, *, user: str = PROBE_USER, tmpfs: dict
     profile in any image; ``profile=None`` keeps Docker's default seccomp, the probes' control."""
     import docker.types
 
-    security_opt = [catalog.NO_NEW_PRIVILEGES]
+    security_opt = [baseline.NO_NEW_PRIVILEGES]
     if profile is not None:
         security_opt.append("seccomp=" + seccomp_json(profile))
     return {
@@ -54,7 +54,7 @@ def hardened_options(profile: str | None, *, user: str = PROBE_USER, tmpfs: dict
         "nano_cpus": 1_000_000_000,
         "ulimits": [docker.types.Ulimit(name="nproc", soft=512, hard=512)],
         "tmpfs": tmpfs if tmpfs is not None else {"/tmp": "rw,nosuid,nodev,noexec,size=64m"},
-        "log_config": docker.types.LogConfig(type=catalog.LOG_DRIVER, config=dict(catalog.LOG_OPTS)),
+        "log_config": docker.types.LogConfig(type=baseline.LOG_DRIVER, config=dict(baseline.LOG_OPTS)),
         "init": False,
         "labels": IMAGES_TEST_LABEL,
     }

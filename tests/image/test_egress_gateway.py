@@ -28,12 +28,11 @@ import pytest
 from components.egress_proxy import (
     PAGE_NOT_ALLOWLISTED,
     PAGE_PORT_NOT_ALLOWED,
-    PROXY_PORT,
-    Destination,
     render_squid_conf,
 )
 from components.hardening import Tmpfs
-from sandbox_model.security import catalog
+from sandbox_model.destinations import PROXY_PORT, Destination
+from sandbox_model.security import baseline
 from sandbox_model.roles import Role
 from sandbox_model.topology import INTERNAL_NETWORK_OPTIONS
 from sandbox_model.security.profiles import seccomp_profile
@@ -160,7 +159,7 @@ def gateway_run_options() -> dict:
         "user": GATEWAY_USER.docker_user,
         "read_only": True,
         "cap_drop": ["ALL"],
-        "security_opt": [catalog.NO_NEW_PRIVILEGES, "seccomp=" + seccomp_profile(catalog.ROLE_SECCOMP_PROFILE[role])],
+        "security_opt": [baseline.NO_NEW_PRIVILEGES, "seccomp=" + seccomp_profile(baseline.ROLE_SECCOMP_PROFILE[role])],
         "tmpfs": {"/run/squid": run_dir.options(), "/tmp": run_dir.options()},
         "mem_limit": f"{limits.memory_mb}m",
         "memswap_limit": f"{limits.memory_mb}m",
@@ -168,7 +167,7 @@ def gateway_run_options() -> dict:
         "ulimits": [docker.types.Ulimit(name="nproc", soft=limits.nproc, hard=limits.nproc),
                     docker.types.Ulimit(name="nofile", soft=4096, hard=4096),
                     docker.types.Ulimit(name="core", soft=0, hard=0)],
-        "log_config": docker.types.LogConfig(type=catalog.LOG_DRIVER, config=dict(catalog.LOG_OPTS)),
+        "log_config": docker.types.LogConfig(type=baseline.LOG_DRIVER, config=dict(baseline.LOG_OPTS)),
     }
 
 
@@ -181,8 +180,8 @@ def sandbox_network(client, purpose: str, suffix: str, internal: bool):
 def sandbox_container(client, name: str, network, **options):
     """A stand-in for a sandbox role: non-root, no capabilities, the stack's DNS setting."""
     return client.containers.run(CLIENT_TAG, ["sleep", "infinity"], name=name, detach=True, network=network.name,
-                                 user=CLIENT_USER, cap_drop=["ALL"], security_opt=[catalog.NO_NEW_PRIVILEGES],
-                                 dns=list(catalog.CONTAINER_DNS_UPSTREAM), labels=TEST_LABEL, **options)
+                                 user=CLIENT_USER, cap_drop=["ALL"], security_opt=[baseline.NO_NEW_PRIVILEGES],
+                                 dns=list(baseline.CONTAINER_DNS_UPSTREAM), labels=TEST_LABEL, **options)
 
 
 def wait_healthy(container) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components.workspace import PROJECT_MOUNT
+from sandbox_model.destinations import PROJECT_MOUNT
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 

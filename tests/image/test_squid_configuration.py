@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from components.egress_proxy import Destination, render_squid_conf
+from components.egress_proxy import render_squid_conf
+from sandbox_model.destinations import Destination
 
 EGRESS_TAG = "opencode-sandbox/egress:test"
 

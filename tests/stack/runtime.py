@@ -1,7 +1,7 @@
 """Looking at a running container: the catalog's checks on its inspect data, and commands inside it.
 
 ``container_violations``/``stack_violations`` are the suite's check function: the catalog's own
-``check_container``/``check_stack`` (one truth) on :mod:`sandbox_model.security.inspect`'s view of
+``check_container``/``check_stack`` (one truth) on :mod:`sandbox_model.security.adapters.docker_inspect`'s view of
 the engine. ``container_host`` is a testinfra host running commands in a container
 (``docker exec``, as the container's own user, under its seccomp profile and limits).
 """
@@ -14,8 +14,9 @@ from typing import Iterable, Mapping
 
 import testinfra
 
-from sandbox_model.security import inspect as runtime_inspect
-from sandbox_model.security.catalog import CheckContext, Violation, check_container, check_stack
+from sandbox_model.security.adapters import docker_inspect as runtime_inspect
+from sandbox_model.security.context import CheckContext
+from sandbox_model.security.runner import Violation, check_container, check_stack
 from sandbox_model.security.profiles import all_seccomp_profiles
 from sandbox_model.naming import LABEL_STACK
 from sandbox_model.security.spec import ContainerSpec

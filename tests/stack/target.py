@@ -43,7 +43,7 @@ class StackUnderTest:
     """A running stack as the tests see it (all names are Docker container/network names)."""
 
     stack: str
-    #: role (catalog.Role value) -> the names of its containers, sorted.
+    #: role (sandbox_model.roles.Role value) -> the names of its containers, sorted.
     containers: Mapping[str, tuple[str, ...]]
     #: purpose (the network's opencode-sandbox.network label: model, executor, ...) -> network name.
     networks: Mapping[str, str]

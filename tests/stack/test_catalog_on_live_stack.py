@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from sandbox_model.roles import ALL_ROLES
-from sandbox_model.security import props as declared_props
+from sandbox_model.security.adapters import pulumi_props as declared_props
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from tests.stack.runtime import container_violations, runtime_spec, stack_violations
 from tests.stack.target import requires_deployed
-from components.provider_forms import parse_go_duration
+from sandbox_model.provider_forms import parse_go_duration
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import pytest
 
-from sandbox_model.security import catalog
+from sandbox_model.security import baseline
 from sandbox_model.roles import ALL_ROLES
 from sandbox_model.naming import LABEL_STACK
 from tests.stack.runtime import container_host, has_command
@@ -113,7 +113,7 @@ def test_read_only_root(deployed_stack, role):
 @pytest.mark.parametrize("role", ROLES)
 def test_capabilities_dropped(deployed_stack, role):
     allowed = 0
-    for capability in catalog.ROLE_CAPABILITIES.get(role, {}):
+    for capability in baseline.ROLE_CAPABILITIES.get(role, {}):
         allowed |= 1 << CAPABILITY_NUMBERS[capability.upper().removeprefix("CAP_")]
 
     def probe(name):
@@ -149,7 +149,7 @@ def test_seccomp_confined(deployed_stack, docker_api, role):
         if mode != "2":
             return f"Seccomp is {mode!r} in /proc/1/status (2 = filter mode)"
         opts = _inspect(docker_api, name)["HostConfig"]["SecurityOpt"] or []
-        if f"seccomp={catalog.BUILTIN_SECCOMP}" in opts:
+        if f"seccomp={baseline.BUILTIN_SECCOMP}" in opts:
             return None  # Docker's own profile (allowed for the model role only, see the catalog check)
         for command, denied, _allowed in _seccomp_probes(name):
             output = container_host(name).run(command).stdout.strip()
@@ -176,7 +176,7 @@ def test_seccomp_probes_pass_under_dockers_default_profile(deployed_stack, docke
     output = docker_api.containers.run(
         config["Image"], [f"{command}; exit 0"], entrypoint=["/bin/sh", "-c"], user=config["User"], remove=True,
         network_mode="none", read_only=True, cap_drop=["ALL"], cap_add=["SYS_PTRACE"] if probe == "python3" else None,
-        security_opt=[catalog.NO_NEW_PRIVILEGES],
+        security_opt=[baseline.NO_NEW_PRIVILEGES],
         labels={LABEL_STACK: deployed_stack.stack},  # the teardown's label sweep finds it if it outlives the test
     ).decode().strip()
     assert output == allowed, f"the {probe} probe in {name}'s image under Docker's default profile printed {output!r}"
@@ -271,7 +271,7 @@ def _kibibytes(size: str) -> int:
 def test_log_rotation(deployed_stack, docker_api, role):
     def probe(name):
         config = _inspect(docker_api, name)["HostConfig"]["LogConfig"]
-        expected = {"Type": catalog.LOG_DRIVER, "Config": dict(catalog.LOG_OPTS)}
+        expected = {"Type": baseline.LOG_DRIVER, "Config": dict(baseline.LOG_OPTS)}
         return None if config == expected else f"log config is {config}, expected {expected}"
 
     _for_each_container(deployed_stack, role, "log-rotation", probe)

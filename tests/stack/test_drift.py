@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from sandbox_model.security import catalog
+from sandbox_model.security import baseline
 from sandbox_model.roles import Role
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from tests.stack.runtime import container_violations, stack_violations
@@ -121,7 +121,7 @@ def test_a_restart_policy_changed_with_docker_update_is_reported(deployed_stack,
     try:
         assert _found(docker_api, executor) == [("restart-policy-bounded", executor)]
     finally:
-        _docker("update", "--restart", f"{catalog.RESTART_POLICY}:{catalog.RESTART_MAX_RETRIES}", executor)
+        _docker("update", "--restart", f"{baseline.RESTART_POLICY}:{baseline.RESTART_MAX_RETRIES}", executor)
     assert _found(docker_api, executor) == []
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from components.egress_proxy import PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED, PROXY_PORT
-from components.executors import SHARED_ALIAS
+from components.egress_proxy import PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED
+from sandbox_model.destinations import PROXY_PORT, SHARED_ALIAS
 from tests.stack.runtime import connect, container_env, container_host, ip_addresses
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]

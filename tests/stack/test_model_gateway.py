@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from components.model_gateway import API_KEY_ENV, MODEL_GATEWAY_PORT
-from components.model_server import MODEL_PORT
+from components.model_gateway import API_KEY_ENV
+from sandbox_model.destinations import MODEL_GATEWAY_PORT, MODEL_PORT
 from components.opencode_config import MODEL_API_KEY_PLACEHOLDER
 from tests.stack.runtime import connect, container_env, container_host, ip_addresses
 

@@ -17,11 +17,9 @@ import urllib.request
 
 import pytest
 
-from components.executors import EXECUTOR_PORT, SHARED_ALIAS
-from components.model_gateway import MODEL_GATEWAY_PORT
-from components.model_server import MODEL_PORT
-from components.workspace import WEB_PORT
-from sandbox_model.security import catalog
+from components.executors import EXECUTOR_PORT
+from sandbox_model.destinations import MODEL_GATEWAY_PORT, MODEL_PORT, SHARED_ALIAS, WEB_PORT
+from sandbox_model.security import baseline
 from tests.stack.runtime import connect, container_env, container_host, http_get, ip_addresses
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
@@ -125,7 +123,7 @@ def _published(docker_api, names) -> list[tuple[str, str, int]]:
 def test_nothing_listens_on_a_non_loopback_host_address(deployed_stack, docker_api):
     published = _published(docker_api, deployed_stack.all_containers)
     assert published, "the stack publishes no port at all (the web UI should be)"
-    wrong = [entry for entry in published if not catalog.is_loopback_address(entry[1])]
+    wrong = [entry for entry in published if not baseline.is_loopback_address(entry[1])]
     assert not wrong, f"ports published on non-loopback addresses: {wrong}"
     ports = {port for _name, _ip, port in published}
     listeners = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout.split("\n")
@@ -135,5 +133,5 @@ def test_nothing_listens_on_a_non_loopback_host_address(deployed_stack, docker_a
     missing = [port for port, addresses in by_port.items() if not addresses]
     assert not missing, f"published ports nobody listens on (userland proxy off?): {missing}"
     exposed = {port: addresses for port, addresses in by_port.items()
-               if not all(catalog.is_loopback_address(address) for address in addresses)}
+               if not all(baseline.is_loopback_address(address) for address in addresses)}
     assert not exposed, f"host listeners on the stack's ports beyond loopback: {exposed}"

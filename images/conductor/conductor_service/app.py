@@ -7,8 +7,6 @@ a time; ``abort_task`` stops it from another request.
 
 # No `from __future__ import annotations`: the SDK evaluates the tools' annotations.
 import contextlib
-import hashlib
-import hmac
 from typing import Annotated, Any, AsyncIterator
 
 import anyio
@@ -18,46 +16,18 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from pydantic import Field
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conductor_service import project
+from conductor_service.bearer_gate import BearerTokenGate
 from conductor_service.opencode_api import OpenCodeClient, OpenCodeError
 from conductor_service.settings import Settings
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/health"
-
-
-class BearerTokenGate:
-    """401 unless ``Authorization: Bearer <token>`` hashes to the configured SHA-256 (``/health`` is open).
-
-    The conductor holds only the digest; the comparison is hmac.compare_digest of digests, so it is
-    constant-time and blind to the token's length.
-    """
-
-    def __init__(self, app: ASGIApp, token_sha256: str):
-        self.app = app
-        self._digest = bytes.fromhex(token_sha256)
-
-    def authorized(self, header: str) -> bool:
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            return False
-        return hmac.compare_digest(hashlib.sha256(presented.strip().encode(errors="replace")).digest(), self._digest)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == HEALTH_PATH or \
-                self.authorized(Headers(scope=scope).get("authorization", "")):
-            await self.app(scope, receive, send)
-            return
-        response = JSONResponse({"error": "missing or wrong bearer token (Authorization: Bearer <conductor_token>)"},
-                                status_code=401, headers={"WWW-Authenticate": 'Bearer realm="conductor"'})
-        await response(scope, receive, send)
 
 
 def _tool_error(function):
@@ -153,6 +123,9 @@ def create_app(settings: Settings, client: OpenCodeClient | None = None) -> Star
 
     return Starlette(
         routes=[Route(HEALTH_PATH, health, methods=["GET"]), Route(MCP_PATH, mcp_app, methods=["POST"])],
-        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256)],
+        # The token check (bearer_gate.py, a copy of the kernel's): /health is open; the conductor holds only
+        # the token's SHA-256 and compares digests in constant time.
+        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256, realm="conductor",
+                               hint="Authorization: Bearer <conductor_token>", public_paths=(HEALTH_PATH,))],
         lifespan=lifespan,
     )

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 from collections.abc import AsyncIterator
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from executor_service.bearer_gate import BearerTokenGate
+from executor_service.executor_contract import HEALTH_PATH
 from executor_service.jobs import LANGUAGES, RequestRejected, RunRequest, job_from_request
 from executor_service.mcp_tool import MCP_PATH, build_mcp_app, build_mcp_server
 from executor_service.runner import ExecutorUnavailable, JobRunner, JobStartFailed
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({HEALTH_PATH})
 #: JSON may escape one byte of source or stdin as six ("\u0001"): room for both at that worst case.
 _BODY_ESCAPE_FACTOR = 12
 _BODY_OVERHEAD = 64 * 1024
@@ -30,33 +28,6 @@ _BODY_OVERHEAD = 64 * 1024
 
 def error(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
-
-
-class BearerTokenGate:
-    """Answers 401 unless ``Authorization: Bearer <token>`` matches; ``PUBLIC_PATHS`` pass freely.
-
-    The service holds only the token's SHA-256 (``EXECUTOR_TOKEN_SHA256``): it hashes what is presented
-    and compares digests with hmac.compare_digest, in constant time and blind to the token's length.
-    Knowing the digest gains nothing: a request presenting it is hashed again.
-    """
-
-    def __init__(self, app: ASGIApp, token_sha256: str):
-        self.app = app
-        self._digest = bytes.fromhex(token_sha256)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or self._authorized(Headers(scope=scope)):
-            await self.app(scope, receive, send)
-            return
-        response = error(401, "missing or wrong bearer token (Authorization: Bearer <EXECUTOR_TOKEN>)")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="executor"'
-        await response(scope, receive, send)
-
-    def _authorized(self, headers: Headers) -> bool:
-        scheme, _, presented = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(hashlib.sha256(presented.strip().encode(errors="replace")).digest(), self._digest)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -150,14 +121,16 @@ def create_app(runner: JobRunner) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/health", health, methods=["GET"]),
+            Route(HEALTH_PATH, health, methods=["GET"]),
             Route("/v1/run", run, methods=["POST"]),
             Route("/v1/languages", languages, methods=["GET"]),
             # POST only: a stateless server has nothing to push on a GET stream, and the spec's answer
             # for "no stream here" is 405 (a GET would otherwise hold a connection open for nothing).
             Route(MCP_PATH, mcp_app, methods=["POST"]),
         ],
-        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256)],
+        # The token check (bearer_gate.py, a copy of the kernel's): hashes what is presented, compares digests.
+        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256, realm="executor",
+                               hint="Authorization: Bearer <EXECUTOR_TOKEN>", public_paths=PUBLIC_PATHS)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

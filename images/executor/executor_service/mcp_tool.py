@@ -15,11 +15,10 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 from starlette.applications import Starlette
 
+from executor_service.executor_contract import MCP_PATH
 from executor_service.jobs import JobResult, LanguageName, RequestRejected, RunRequest, job_from_request
 from executor_service.project import command_source, test_command_line
 from executor_service.runner import ExecutorUnavailable, JobRunner, JobStartFailed
-
-MCP_PATH = "/mcp"
 
 TOOL_DESCRIPTION = (
     "Run a short program in a fresh, isolated, network-less sandbox and return its exit code, stdout and "

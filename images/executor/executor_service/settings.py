@@ -1,4 +1,8 @@
-"""The service's settings, read from ``EXECUTOR_*`` environment variables and validated at start."""
+"""The service's settings, read from ``EXECUTOR_*`` environment variables and validated at start.
+
+The variables, their defaults and bounds are the executor contract (``executor_contract.py``, a copy
+of the kernel's ``sandbox_model/executor_contract.py``, which the stack builds the environment from).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-MIB = 1024 * 1024
-KIB = 1024
-
-#: Tasks the service itself may need beside a job's (uvicorn, worker and signal threads), counted
-#: against the same per-UID total as the job's processes.
-SERVICE_TASK_HEADROOM = 16
+from executor_service import executor_contract as contract
+from executor_service.executor_contract import SERVICE_TASK_HEADROOM
 
 
 class SettingsError(ValueError):
@@ -28,32 +28,36 @@ class Settings(BaseModel):
 
     #: The SHA-256 of the API token, in hex: all the service needs to check a presented token. The
     #: token itself is never in an executor's environment, which every `docker exec` inherits.
-    token_sha256: str = Field(alias="EXECUTOR_TOKEN_SHA256", pattern=r"^[0-9a-f]{64}$", repr=False)
-    port: int = Field(8080, alias="EXECUTOR_PORT", ge=1, le=65535)
-    default_timeout_s: float = Field(10.0, alias="EXECUTOR_DEFAULT_TIMEOUT_S", gt=0)
-    max_timeout_s: float = Field(60.0, alias="EXECUTOR_MAX_TIMEOUT_S", gt=0, le=3600)
-    max_output_bytes: int = Field(MIB, alias="EXECUTOR_MAX_OUTPUT_BYTES", ge=1, le=64 * MIB)
-    max_source_bytes: int = Field(256 * KIB, alias="EXECUTOR_MAX_SOURCE_BYTES", ge=1, le=16 * MIB)
-    job_nproc: int = Field(64, alias="EXECUTOR_JOB_NPROC", ge=2)
-    job_memory_mb: int | None = Field(None, alias="EXECUTOR_JOB_MEMORY_MB", ge=32)
+    token_sha256: str = Field(alias=contract.TOKEN_SHA256_ENV, pattern=r"^[0-9a-f]{64}$", repr=False)
+    port: int = Field(contract.PORT, alias=contract.PORT_ENV, ge=1, le=65535)
+    default_timeout_s: float = Field(contract.DEFAULT_TIMEOUT_S, alias=contract.DEFAULT_TIMEOUT_S_ENV, gt=0)
+    max_timeout_s: float = Field(contract.MAX_TIMEOUT_S, alias=contract.MAX_TIMEOUT_S_ENV, gt=0,
+                                  le=contract.MAX_TIMEOUT_S_CEILING)
+    max_output_bytes: int = Field(contract.MAX_OUTPUT_BYTES, alias=contract.MAX_OUTPUT_BYTES_ENV, ge=1,
+                                   le=contract.MAX_OUTPUT_BYTES_CEILING)
+    max_source_bytes: int = Field(contract.MAX_SOURCE_BYTES, alias=contract.MAX_SOURCE_BYTES_ENV, ge=1,
+                                   le=contract.MAX_SOURCE_BYTES_CEILING)
+    job_nproc: int = Field(contract.JOB_NPROC, alias=contract.JOB_NPROC_ENV, ge=contract.JOB_NPROC_FLOOR)
+    job_memory_mb: int | None = Field(None, alias=contract.JOB_MEMORY_MB_ENV, ge=contract.JOB_MEMORY_MB_FLOOR)
     #: The writable tmpfs jobs run in (``<work_root>/job``); emptied after every job. Tests point it
     #: at a temporary directory; in the container it is the stack's ``/tmp`` tmpfs.
-    work_root: Path = Field(Path("/tmp"), alias="EXECUTOR_WORK_ROOT")
+    work_root: Path = Field(Path(contract.WORK_ROOT), alias=contract.WORK_ROOT_ENV)
     #: The small C program (launcher/job_launch.c) that puts a job's limits on it, then execs it.
-    job_launcher: Path = Field(Path("/opt/executor/bin/job-launch"), alias="EXECUTOR_JOB_LAUNCHER")
+    job_launcher: Path = Field(Path(contract.JOB_LAUNCHER), alias=contract.JOB_LAUNCHER_ENV)
     #: How Python jobs start. ``fork``: forked, per job, by a fork server (zygote.py) that waits inside its
     #: own start-up; needs Landlock ABI 6, else ``python`` is used. ``python``: after every job's sweep,
     #: the next Python job's interpreter is started and waits (prestart.py). ``none``: every job starts its
     #: interpreter when it comes (a cold start).
-    prestart: Literal["fork", "python", "none"] = Field("fork", alias="EXECUTOR_PRESTART")
+    prestart: Literal["fork", "python", "none"] = Field(contract.PRESTART, alias=contract.PRESTART_ENV)
     #: Jobs one fork server forks before the service replaces it (after that job's sweep): what its jobs
     #: share (the hash secret, the address-space layout; see the README) is shared by at most this many.
-    fork_jobs: int = Field(1000, alias="EXECUTOR_FORK_JOBS", ge=1, le=1_000_000)
+    fork_jobs: int = Field(contract.FORK_JOBS, alias=contract.FORK_JOBS_ENV, ge=1, le=contract.FORK_JOBS_CEILING)
     #: Where the stack mounts the agent's project, read-only, at the path the agent sees it: the
     #: working directory of the project tools' jobs (run_command, run_tests). Unset: no project tools.
-    project_dir: Path | None = Field(None, alias="EXECUTOR_PROJECT_DIR")
+    project_dir: Path | None = Field(None, alias=contract.PROJECT_DIR_ENV)
     #: What ``run_tests`` runs in the project (a POSIX sh command line; the tool appends its arguments).
-    test_command: str = Field("python3 -m pytest", alias="EXECUTOR_TEST_COMMAND", min_length=1, max_length=4096)
+    test_command: str = Field(contract.TEST_COMMAND, alias=contract.TEST_COMMAND_ENV, min_length=1,
+                               max_length=contract.TEST_COMMAND_MAX_LENGTH)
 
     @model_validator(mode="after")
     def _default_timeout_within_max(self) -> Settings:
@@ -66,7 +70,7 @@ class Settings(BaseModel):
 
 
 #: Refused in the environment: see ``Settings.token_sha256``.
-FORBIDDEN_TOKEN_VARIABLE = "EXECUTOR_TOKEN"
+FORBIDDEN_TOKEN_VARIABLE = contract.FORBIDDEN_TOKEN_ENV
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -100,7 +104,7 @@ def check_job_nproc_fits(settings: Settings, container_nproc_limit: int | None =
         container_nproc_limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
     if container_nproc_limit == resource.RLIM_INFINITY:
         return
-    highest = container_nproc_limit - SERVICE_TASK_HEADROOM
+    highest = contract.highest_job_nproc(container_nproc_limit)
     if settings.job_nproc > highest:
         raise SettingsError(
             f"EXECUTOR_JOB_NPROC ({settings.job_nproc}) must be at most {highest}: the container's nproc "

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
-from executor_service.settings import SERVICE_TASK_HEADROOM, SettingsError, check_job_nproc_fits, load_settings
+
+from executor_service import executor_contract as contract
+from executor_service.settings import (
+    SERVICE_TASK_HEADROOM,
+    Settings,
+    SettingsError,
+    check_job_nproc_fits,
+    load_settings,
+)
+from stacks.settings import ExecutorSettings
 
 DIGEST = "ab" * 32
 
@@ -82,3 +93,38 @@ def test_job_nproc_must_leave_the_service_headroom_under_the_container_limit():
     with pytest.raises(SettingsError, match="EXECUTOR_JOB_NPROC"):
         check_job_nproc_fits(settings, container_nproc_limit=256)
     check_job_nproc_fits(settings, container_nproc_limit=250 + SERVICE_TASK_HEADROOM)
+
+
+def test_the_service_reads_exactly_the_contract_variables():
+    """executor_contract.py names every variable; the service reads no other (the stack sets them by those names)."""
+    named = {value for name, value in vars(contract).items() if name.endswith("_ENV")} - {contract.FORBIDDEN_TOKEN_ENV}
+    assert {field.alias for field in Settings.model_fields.values()} == named
+    assert typing.get_args(Settings.model_fields["prestart"].annotation) == contract.PRESTART_MODES
+
+
+def test_the_stack_and_the_service_share_the_contract_defaults():
+    stack, service = ExecutorSettings(), load_settings({"EXECUTOR_TOKEN_SHA256": DIGEST})
+    for name in ("default_timeout_s", "max_timeout_s", "max_output_bytes", "max_source_bytes", "test_command"):
+        assert getattr(stack, name) == getattr(service, name) == getattr(contract, name.upper()), name
+
+
+@pytest.mark.parametrize("container_nproc", [contract.MIN_CONTAINER_NPROC, 25, 64, 256, 4096])
+def test_the_stack_job_nproc_always_fits_the_service_check(container_nproc):
+    """What the stack sets EXECUTOR_JOB_NPROC to passes the service's start-up check under that ulimit."""
+    stack = ExecutorSettings(limits={"memory_mb": 512, "cpus": 1.0, "nproc": container_nproc})
+    service = load_settings({"EXECUTOR_TOKEN_SHA256": DIGEST, "EXECUTOR_JOB_NPROC": str(stack.job_nproc)})
+    check_job_nproc_fits(service, container_nproc_limit=container_nproc)
+    assert stack.job_nproc <= container_nproc - SERVICE_TASK_HEADROOM
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_timeout_s", contract.MAX_TIMEOUT_S_CEILING + 1),
+        ("max_output_bytes", contract.MAX_OUTPUT_BYTES_CEILING + 1),
+        ("max_source_bytes", contract.MAX_SOURCE_BYTES_CEILING + 1),
+    ],
+)
+def test_the_stack_refuses_what_the_service_would_refuse_at_start(setting, value):
+    with pytest.raises(ValueError, match=setting):
+        ExecutorSettings(**{setting: value})

@@ -103,7 +103,7 @@ def test_the_process_table_reads_names_with_spaces_and_parentheses(tmp_path):
         child.wait()
 
 
-def test_the_session_sweeper_ends_the_whole_session_even_reparented_members(tmp_path):
+def test_the_session_sweeper_ends_the_whole_session_even_reparented_members():
     # The job's first process starts a grandchild and exits: the grandchild is re-parented away.
     job = subprocess.Popen(
         [sys.executable, "-c", "import subprocess; print(subprocess.Popen(['sleep', '60']).pid)"],

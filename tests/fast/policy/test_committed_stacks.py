@@ -9,9 +9,9 @@ from harness.program import CONTAINER, NETWORK, REMOTE_IMAGE, STACKS, VOLUME
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_resource_and_the_stack_pass_with_no_diagnostic(analyzer, declared_stacks, stack):
+def test_every_resource_and_the_stack_pass_with_no_diagnostic(pack_process, declared_stacks, stack):
     declared = declared_stacks[stack]
-    assert ChangedStack(declared).analyze(analyzer, everything=True) == []
+    assert ChangedStack(declared).analyze(pack_process, everything=True) == []
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -6,16 +6,20 @@ part of one. Each declared container, network, volume and image is sent with
 one such part unknown at a time: the pack must answer (no crash), report
 nothing about the unknown part, and still report a real violation elsewhere in
 the same container.
+
+The loops over every position run in-process (the same servicer, the same marshalled
+requests: :class:`harness.analyzer_client.InProcessAnalyzer`); the sentinel's trip over
+the wire to the pack's own process is checked by the tests that take ``pack_process``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-import grpc
 import pytest
 
-from harness.analyzer_client import UNKNOWN
+from harness.analyzer_client import UNKNOWN, PackCrash
 from harness.declared import ChangedStack
 from harness.program import CONTAINER, NETWORK, REMOTE_IMAGE, STACKS, VOLUME
 
@@ -54,8 +58,8 @@ def outcome(changed: ChangedStack, analyzer) -> set[tuple[str, str]]:
     """(policy, level) of every diagnostic, or the pack's crash (a failed RPC) as one entry."""
     try:
         return {(d.policy, d.level) for d in changed.analyze(analyzer)}
-    except grpc.RpcError as error:
-        return {("crash", error.details())}
+    except PackCrash as crash:
+        return {("crash", crash.details)}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -98,22 +102,22 @@ def test_an_unknown_network_membership_hides_no_known_stack_violation(analyzer, 
     assert {d.policy for d in changed.analyze(analyzer)} == {"executor-isolated-from-model"}
 
 
-def test_a_whole_unknown_resource_is_no_violation(analyzer, declared_stacks):
+def test_a_whole_unknown_resource_is_no_violation(pack_process, declared_stacks):
     """A resource whose every property is unknown (all computed from resources not yet created)."""
     declared = declared_stacks["gpu"]
     changed = ChangedStack(declared)
     for resource in declared.resources:
         if resource.type in JUDGED:
             changed.change(resource, lambda props: props.update({key: UNKNOWN for key in props}))
-    assert changed.analyze(analyzer) == []
+    assert changed.analyze(pack_process) == []
 
 
-def test_an_unknown_role_may_be_an_exempt_one(analyzer, declared_stacks):
+def test_an_unknown_role_may_be_an_exempt_one(pack_process, declared_stacks):
     """With the labels unknown, a violation that an exemption could lift waits until they are known."""
     declared = declared_stacks["ci"]
     workspace = declared.container("workspace")[0]
     changed = ChangedStack(declared).change(
         workspace, unknown_at(("labels",)), lambda props: props.__setitem__("privileged", True))
-    assert {d.policy for d in changed.analyze(analyzer)} == {"no-privileged"}
-    analyzer.configure({"no-privileged": {"exemptRoles": ["model"]}})
-    assert changed.analyze(analyzer) == []
+    assert {d.policy for d in changed.analyze(pack_process)} == {"no-privileged"}
+    pack_process.configure({"no-privileged": {"exemptRoles": ["model"]}})
+    assert changed.analyze(pack_process) == []

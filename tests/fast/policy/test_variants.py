@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 
-from sandbox_model.paths import REPO_ROOT
-from sandbox_model.roles import ALL_ROLES, Role
-from sandbox_model.security.catalog import RULES_BY_ID
-from sandbox_model.security.profiles import seccomp_profile
-from policies.sandbox_policies import EXEMPT_ROLES, pack_rules
 from harness.declared import Change, ChangedStack, named, role_of, with_role
 from harness.program import CONTAINER, NETWORK, REMOTE_IMAGE, VOLUME, DeclaredResource, DeclaredStack
+from policies.sandbox_policies import EXEMPT_ROLES, pack_rules
+from sandbox_model.paths import REPO_ROOT
+from sandbox_model.roles import ALL_ROLES, Role
+from sandbox_model.security.profiles import seccomp_profile
+from sandbox_model.security.table import RULES_BY_ID
 
 POLICIES_DIR = REPO_ROOT / "policies"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from components.workspace import PROJECT_MOUNT
+from sandbox_model.destinations import PROJECT_MOUNT
 from tests.support.agent_run import hostname, opencode_run, scripted
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
@@ -103,7 +103,8 @@ def test_the_agent_runs_the_projects_tests_in_an_executor(deployed_stack, projec
     assert reported and "2 passed" in reported[-1], "the result did not reach the model" + run.diagnostics
 
 
-def test_a_failing_test_reaches_the_model_as_a_failure(deployed_stack, project_case):
+@pytest.mark.usefixtures("deployed_stack")
+def test_a_failing_test_reaches_the_model_as_a_failure(project_case):
     workspace, case = project_case
     (case / "calc.py").write_text("def add(a, b):\n    return a - b\n")  # as the agent's edit would
     run = opencode_run(workspace, scripted("executor_run_tests", {"arguments": f"-q {case.name}"}))

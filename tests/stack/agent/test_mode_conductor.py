@@ -158,7 +158,8 @@ def test_a_wrong_token_is_refused(conductor, header):
     assert refused.value.code == 401
 
 
-def test_the_workspace_cannot_reach_the_conductors_port(conductor, deployed_stack):
+@pytest.mark.usefixtures("conductor")
+def test_the_workspace_cannot_reach_the_conductors_port(deployed_stack):
     """The conductor shares the ingress network with the workspace but listens on its conductor-network alias only."""
     name = deployed_stack.one("conductor")
     run = subprocess.run(["docker", "exec", deployed_stack.one("workspace"), "bash", "-c",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from components.workspace import PROJECT_MOUNT
+from sandbox_model.destinations import PROJECT_MOUNT
 from tests.support.agent_run import scripted
 from sandbox_model.paths import REPO_ROOT
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sandbox_model.security.adapters.docker_semantics import bind_volume_device, nano_cpus_from_quota
 from sandbox_model.security.spec import UNKNOWN, ContainerSpec, Mount, NetworkSpec, PortBinding, is_unknown
-
 
 MB = 1024 * 1024
 
@@ -96,10 +96,7 @@ def volume_host_path(props: Mapping[str, Any], unknown_errors: tuple = ()) -> st
         return None
     if is_unknown(opts.get("type")) or is_unknown(opts.get("o")):
         return UNKNOWN
-    option_words = str(opts.get("o", "")).replace(",", " ").split()
-    if opts.get("type") == "none" or "bind" in option_words or "rbind" in option_words:
-        return opts["device"]
-    return None
+    return bind_volume_device(driver, opts)  # the device itself may be UNKNOWN: then so is the path
 
 
 def _read_only(reader: _Reader, item) -> bool | Any:
@@ -177,7 +174,7 @@ def _nano_cpus(reader: _Reader, props) -> float | None | Any:
     quota, period = reader.get(props, "cpuQuota"), reader.get(props, "cpuPeriod")
     if is_unknown(quota) or is_unknown(period):
         return UNKNOWN
-    return float(quota) / float(period or 100000) * 1e9 if quota else None
+    return nano_cpus_from_quota(quota, period)
 
 
 def _nproc(reader: _Reader, props) -> float | None | Any:

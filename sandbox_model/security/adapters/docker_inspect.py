@@ -1,8 +1,9 @@
-"""Convert what a running engine reports (``docker inspect``) to the spec view the catalog checks.
+"""Convert what a running engine reports (``docker inspect``) to the spec view the rules check.
 
-The runtime suite runs the catalog's own ``check_container``/``check_stack`` on a live stack,
-whoever created it (``pulumi up``, or someone by hand). Input is the plain JSON the Engine
-API returns (the docker SDK's ``.attrs``); nothing here talks to an engine.
+The runtime suite runs the kernel's own ``check_container``/``check_stack``
+(:mod:`sandbox_model.security.runner`) on a live stack, whoever created it (``pulumi up``,
+or someone by hand). Input is the plain JSON the Engine API returns (the docker SDK's
+``.attrs``); nothing here talks to an engine.
 
 A named ``local`` volume bound to a host directory is a bind mount in disguise: pass the
 volumes' inspect data so such a mount is seen with its host path (``Options.device``).
@@ -10,20 +11,16 @@ volumes' inspect data so such a mount is seen with its host path (``Options.devi
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from sandbox_model.security.adapters.docker_semantics import bind_volume_device, nano_cpus_from_quota
 from sandbox_model.security.spec import ContainerSpec, Mount, NetworkSpec, PortBinding
+
 
 def volume_host_path(volume: Mapping[str, Any]) -> str | None:
     """The host directory a ``local`` volume exposes (``-o type=none,o=bind,device=<dir>``), if any."""
-    if (volume.get("Driver") or "local") != "local":
-        return None
-    options = volume.get("Options") or {}
-    device = options.get("device")
-    if not device:
-        return None
-    words = str(options.get("o", "")).replace(",", " ").split()
-    return device if options.get("type") == "none" or "bind" in words or "rbind" in words else None
+    return bind_volume_device(volume.get("Driver"), volume.get("Options") or {})
 
 
 def volume_host_paths(volumes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -72,10 +69,7 @@ def _ports(host_config: Mapping[str, Any]) -> tuple[PortBinding, ...]:
 def _nano_cpus(host_config: Mapping[str, Any]) -> float | None:
     if host_config.get("NanoCpus"):
         return float(host_config["NanoCpus"])
-    quota = host_config.get("CpuQuota") or 0
-    if quota > 0:
-        return quota / float(host_config.get("CpuPeriod") or 100000) * 1e9
-    return None
+    return nano_cpus_from_quota(host_config.get("CpuQuota"), host_config.get("CpuPeriod"))
 
 
 def _nproc(host_config: Mapping[str, Any]) -> float | None:
