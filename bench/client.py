@@ -85,8 +85,7 @@ def latency(request, token):
 
 def throughput(request, token):
     targets, jobs = request["targets"], request["jobs"]
-    pools = [[Connection(target, request["port"], token) for target in targets]
-             for _ in range(request["concurrency"])]
+    pools = [[Connection(target, request["port"], token) for target in targets] for _ in range(request["concurrency"])]
     lock, next_job, latencies, errors = threading.Lock(), [0], [], []
 
     def worker(connections):

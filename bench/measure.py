@@ -36,8 +36,15 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     if not samples:
         raise BenchError("no samples to summarise")
     cuts = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) > 1 else list(samples) * 99
-    return {"n": len(samples), "p50": cuts[49], "p95": cuts[94], "p99": cuts[98],
-            "min": min(samples), "mean": statistics.fmean(samples), "max": max(samples)}
+    return {
+        "n": len(samples),
+        "p50": cuts[49],
+        "p95": cuts[94],
+        "p99": cuts[98],
+        "min": min(samples),
+        "mean": statistics.fmean(samples),
+        "max": max(samples),
+    }
 
 
 def _ms_since(started: float) -> float:
@@ -161,8 +168,9 @@ print(json.dumps({"filter_ns_per_syscall": median(filtered) - median(plain), "sy
 def containment_costs(client, container: str, rounds: int) -> dict[str, float]:
     """The costs of job-launch's seccomp filter, a forked job's nested Landlock domain and job-launch itself,
     timed inside ``container`` (see _CONTAINMENT_DRIVER)."""
-    return _exec_json(client, container, ["python3", "-c", _CONTAINMENT_DRIVER, str(rounds)],
-                      "the containment-cost loop")
+    return _exec_json(
+        client, container, ["python3", "-c", _CONTAINMENT_DRIVER, str(rounds)], "the containment-cost loop"
+    )
 
 
 # --- the baseline: one hardened `docker run --rm` per job ----------------------------------------
@@ -186,29 +194,44 @@ def oneshot_plan(inspected: dict[str, Any], name: str) -> OneShotPlan:
     environment: it runs ``python3 -c 'print(1)'`` and exits.
     """
     host_config = {"network_mode": "none", **_hardening(inspected["HostConfig"])}
-    return OneShotPlan(name=name, image=inspected["Image"], host_config={k: v for k, v in host_config.items()
-                                                                           if v not in (None, [], {})},
-                       create={"name": name, "command": PYTHON_ARGV, "user": inspected["Config"].get("User") or "",
-                               "labels": {ONESHOT_LABEL: "oneshot"}})
+    return OneShotPlan(
+        name=name,
+        image=inspected["Image"],
+        host_config={k: v for k, v in host_config.items() if v not in (None, [], {})},
+        create={
+            "name": name,
+            "command": PYTHON_ARGV,
+            "user": inspected["Config"].get("User") or "",
+            "labels": {ONESHOT_LABEL: "oneshot"},
+        },
+    )
 
 
 def _hardening(host: dict[str, Any]) -> dict[str, Any]:
     """What a container of the stack is confined and limited by, from its ``docker inspect`` HostConfig."""
     return {
         "read_only": bool(host.get("ReadonlyRootfs")),
-        "cap_drop": host.get("CapDrop") or [], "cap_add": host.get("CapAdd") or [],
-        "security_opt": host.get("SecurityOpt") or [], "dns": host.get("Dns") or [],
-        "dns_opt": host.get("DnsOptions") or [], "dns_search": host.get("DnsSearch") or [],
-        "cgroupns": host.get("CgroupnsMode") or None, "mem_limit": host.get("Memory") or None,
-        "memswap_limit": host.get("MemorySwap") or None, "nano_cpus": host.get("NanoCpus") or None,
-        "ulimits": host.get("Ulimits") or [], "tmpfs": host.get("Tmpfs") or {},
-        "log_config": host.get("LogConfig"), "init": bool(host.get("Init")),
+        "cap_drop": host.get("CapDrop") or [],
+        "cap_add": host.get("CapAdd") or [],
+        "security_opt": host.get("SecurityOpt") or [],
+        "dns": host.get("Dns") or [],
+        "dns_opt": host.get("DnsOptions") or [],
+        "dns_search": host.get("DnsSearch") or [],
+        "cgroupns": host.get("CgroupnsMode") or None,
+        "mem_limit": host.get("Memory") or None,
+        "memswap_limit": host.get("MemorySwap") or None,
+        "nano_cpus": host.get("NanoCpus") or None,
+        "ulimits": host.get("Ulimits") or [],
+        "tmpfs": host.get("Tmpfs") or {},
+        "log_config": host.get("LogConfig"),
+        "init": bool(host.get("Init")),
         "privileged": bool(host.get("Privileged")),
     }
 
 
-def variant_plan(inspected: dict[str, Any], name: str, uid: int, environment: dict[str, str],
-                 image: str | None = None) -> OneShotPlan:
+def variant_plan(
+    inspected: dict[str, Any], name: str, uid: int, environment: dict[str, str], image: str | None = None
+) -> OneShotPlan:
     """A long-running copy of the stack's executor (``docker inspect``) for comparing settings or builds
     side by side: the same hardening, limits, mounts, network and environment but ``environment``'s
     changes, its own UID (the nproc ulimit counts per UID), and optionally another image."""
@@ -218,20 +241,25 @@ def variant_plan(inspected: dict[str, Any], name: str, uid: int, environment: di
     env = dict(item.split("=", 1) for item in config.get("Env") or [])
     env.update(environment)
     gid = (config.get("User") or f"{uid}:{uid}").partition(":")[2] or str(uid)
-    mounts = [Mount(target=m["Target"], source=m["Source"], type=m["Type"], read_only=bool(m.get("ReadOnly")))
-              for m in host.get("Mounts") or []]
+    mounts = [
+        Mount(target=m["Target"], source=m["Source"], type=m["Type"], read_only=bool(m.get("ReadOnly")))
+        for m in host.get("Mounts") or []
+    ]
     network = next(iter(inspected["NetworkSettings"]["Networks"]))  # an executor's only network
     host_config = {"network_mode": network, "mounts": mounts, **_hardening(host)}
-    return OneShotPlan(name=name, image=image or inspected["Image"],
-                       host_config={k: v for k, v in host_config.items() if v not in (None, [], {})},
-                       create={"name": name, "user": f"{uid}:{gid}", "environment": env,
-                               "labels": {ONESHOT_LABEL: "variant"}})
+    return OneShotPlan(
+        name=name,
+        image=image or inspected["Image"],
+        host_config={k: v for k, v in host_config.items() if v not in (None, [], {})},
+        create={"name": name, "user": f"{uid}:{gid}", "environment": env, "labels": {ONESHOT_LABEL: "variant"}},
+    )
 
 
 def start_variant(client, plan: OneShotPlan) -> str:
     """Create and start a variant executor; its id. remove_oneshots() removes it (and any left over)."""
-    ident = client.api.create_container(image=plan.image, host_config=client.api.create_host_config(**plan.host_config),
-                                        **plan.create)["Id"]
+    ident = client.api.create_container(
+        image=plan.image, host_config=client.api.create_host_config(**plan.host_config), **plan.create
+    )["Id"]
     client.api.start(ident)
     return ident
 
@@ -240,8 +268,17 @@ def docker_run_argv(plan: OneShotPlan, seccomp_file: Path) -> list[str]:
     """``docker run --rm ...`` for a one-job plan; a setting it cannot express is an error, not dropped."""
     create, host = dict(plan.create), dict(plan.host_config)
     command = create.pop("command")
-    argv = ["docker", "run", "--rm", "--name", create.pop("name"), "--network", host.pop("network_mode"),
-            "--user", create.pop("user")]
+    argv = [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        create.pop("name"),
+        "--network",
+        host.pop("network_mode"),
+        "--user",
+        create.pop("user"),
+    ]
     for key, value in create.pop("labels").items():
         argv += ["--label", f"{key}={value}"]
     if host.pop("read_only"):
@@ -251,7 +288,7 @@ def docker_run_argv(plan: OneShotPlan, seccomp_file: Path) -> list[str]:
             argv += [flag, capability]
     for option in host.pop("security_opt", []):
         if option.startswith("seccomp="):  # the CLI takes a profile as a file and sends its text
-            seccomp_file.write_text(option[len("seccomp="):])
+            seccomp_file.write_text(option[len("seccomp=") :])
             option = f"seccomp={seccomp_file}"
         argv += ["--security-opt", option]
     for flag, key in (("--dns", "dns"), ("--dns-option", "dns_opt"), ("--dns-search", "dns_search")):
@@ -288,8 +325,10 @@ def docker_run_argv(plan: OneShotPlan, seccomp_file: Path) -> list[str]:
             raise BenchError(f"docker_run_argv: {key} is set on the one-job container and not mapped")
     unmapped = sorted(k for k, v in {**create, **host}.items() if v)
     if unmapped:
-        raise BenchError(f"docker_run_argv: {', '.join(unmapped)} of the executor's plan are not mapped to "
-                         "docker run flags; map them in bench/measure.py")
+        raise BenchError(
+            f"docker_run_argv: {', '.join(unmapped)} of the executor's plan are not mapped to "
+            "docker run flags; map them in bench/measure.py"
+        )
     return [*argv, plan.image, *command]
 
 
@@ -307,8 +346,9 @@ def docker_run_cli(plan: OneShotPlan, seccomp_file: Path) -> float:
 def docker_run_api(client, plan: OneShotPlan) -> float:
     """ms for the same one-job container through the Engine API: create, start, wait, logs, remove."""
     started = time.perf_counter()
-    ident = client.api.create_container(image=plan.image, host_config=client.api.create_host_config(**plan.host_config),
-                                        **plan.create)["Id"]
+    ident = client.api.create_container(
+        image=plan.image, host_config=client.api.create_host_config(**plan.host_config), **plan.create
+    )["Id"]
     try:
         client.api.start(ident)
         status = client.api.wait(ident, timeout=120)["StatusCode"]
@@ -379,5 +419,9 @@ def policy_evaluation(declared: DeclaredStack, pack_starts: int, warm_repeats: i
                     (first if repeat == 0 else warm).append(_ms_since(started))
             finally:
                 analyzer.close()
-    return PolicyFigures(first_ms=first, warm_ms=warm, resources=len(declared.resources),
-                         diagnostics=[f"{d.level} {d.policy}: {d.message}" for d in diagnostics])
+    return PolicyFigures(
+        first_ms=first,
+        warm_ms=warm,
+        resources=len(declared.resources),
+        diagnostics=[f"{d.level} {d.policy}: {d.message}" for d in diagnostics],
+    )

@@ -8,7 +8,8 @@ project, harness/pulumi_cli.py) under the stack name ``bench``, measures, and de
 also on failure or Ctrl-C (images stay: they are the build cache). Needs a Docker engine, the base
 image (scripts/make-base-image), the Pulumi toolchain (scripts/pulumi-toolchain, its bin directory in
 OPENCODE_SANDBOX_PULUMI_BIN, or a Pulumi install on PATH) and, as the ci stack does,
-~/.cache/opencode-sandbox/extra-ca.pem (scripts/extra-ca-from-host). Progress goes to stderr; stdout gets a table, or with ``--json``
+~/.cache/opencode-sandbox/extra-ca.pem (scripts/extra-ca-from-host). Progress goes to stderr; stdout
+gets a table, or with ``--json``
 one JSON object. ``--quick`` is a smoke run with small samples: its figures mean nothing.
 The stack's executors start Python jobs as the stack configures them (EXECUTOR_PRESTART=fork by default);
 copies of its first executor with EXECUTOR_PRESTART=python and =none (``--no-variants``: not), and with
@@ -35,14 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from bench import measure
-from sandbox_model.naming import LABEL_STACK
 from bench.measure import BenchError, summary
 from harness import program
 from harness.pulumi_cli import PulumiError, PulumiWorkspace, toolchain_problem
 from harness.stack_cleanup import docker_client, remove_stack
 from harness.workflows import pulumi_args
+from sandbox_model.naming import LABEL_STACK
 
 #: The stack this deploys: the committed ci stack's settings under a name of its own (see below).
 BENCH_STACK = "bench"
@@ -76,12 +76,34 @@ class Samples:
     policy_warm_repeats: int
 
 
-FULL = Samples(latency_runs=500, latency_warmup=20, floor_runs=300, floor_warmup=10, docker_runs=30,
-               docker_warmup=2, throughput_jobs=400, containment_rounds=9, variant_rounds=5, mocks_passes=5,
-               policy_pack_starts=5, policy_warm_repeats=20)
-QUICK = Samples(latency_runs=30, latency_warmup=3, floor_runs=20, floor_warmup=2, docker_runs=3,
-                docker_warmup=1, throughput_jobs=24, containment_rounds=1, variant_rounds=1, mocks_passes=2,
-                policy_pack_starts=1, policy_warm_repeats=2)
+FULL = Samples(
+    latency_runs=500,
+    latency_warmup=20,
+    floor_runs=300,
+    floor_warmup=10,
+    docker_runs=30,
+    docker_warmup=2,
+    throughput_jobs=400,
+    containment_rounds=9,
+    variant_rounds=5,
+    mocks_passes=5,
+    policy_pack_starts=5,
+    policy_warm_repeats=20,
+)
+QUICK = Samples(
+    latency_runs=30,
+    latency_warmup=3,
+    floor_runs=20,
+    floor_warmup=2,
+    docker_runs=3,
+    docker_warmup=1,
+    throughput_jobs=24,
+    containment_rounds=1,
+    variant_rounds=1,
+    mocks_passes=2,
+    policy_pack_starts=1,
+    policy_warm_repeats=2,
+)
 
 #: (aim, figure, comparison, target): reported as met or missed, never asserted.
 AIMS = (
@@ -170,11 +192,16 @@ class ExecutorPool:
     executors: tuple[str, ...]
 
     def request(self, mode: str, targets: tuple[str, ...] | None = None, **numbers: int) -> dict[str, Any]:
-        from components.executors import EXECUTOR_PORT
         from components.opencode_config import EXECUTOR_TOKEN_ENV
+        from sandbox_model.executor_contract import PORT as EXECUTOR_PORT
 
-        return {"mode": mode, "targets": list(targets or self.executors), "port": EXECUTOR_PORT,
-                "token_env": EXECUTOR_TOKEN_ENV, **numbers}
+        return {
+            "mode": mode,
+            "targets": list(targets or self.executors),
+            "port": EXECUTOR_PORT,
+            "token_env": EXECUTOR_TOKEN_ENV,
+            **numbers,
+        }
 
 
 def executor_pool(outputs: dict[str, Any]) -> ExecutorPool:
@@ -227,8 +254,10 @@ def run(samples: Samples, client, scratch: Path, variants: tuple[Variant, ...] =
     pulumi_cli.init_stack(BENCH_STACK, settings_from=SETTINGS_FROM, set_config=flat_config(overrides))
     up = False
     try:
-        log(f"stack up: `pulumi up` of the {SETTINGS_FROM} stack's settings as stack {BENCH_STACK!r}, "
-            "until every container is healthy (images: BuildKit's cache, as after any earlier build)")
+        log(
+            f"stack up: `pulumi up` of the {SETTINGS_FROM} stack's settings as stack {BENCH_STACK!r}, "
+            "until every container is healthy (images: BuildKit's cache, as after any earlier build)"
+        )
         started = time.perf_counter()
         up = True
         pulumi_cli.run("up", "--yes", "--stack", BENCH_STACK, "--skip-preview")
@@ -257,40 +286,61 @@ def _executor_figures(samples: Samples, client, pool: ExecutorPool, variants: tu
 
     log(f"interpreter floor: {samples.floor_runs} x python3 -c 'print(1)' inside {first}")
     floor = summary(measure.interpreter_floor(client, first, samples.floor_runs, samples.floor_warmup))
-    figures.update(interpreter_p50_ms=_r(floor["p50"]), interpreter_p95_ms=_r(floor["p95"]),
-                   interpreter_runs=floor["n"])
+    figures.update(
+        interpreter_p50_ms=_r(floor["p50"]), interpreter_p95_ms=_r(floor["p95"]), interpreter_runs=floor["n"]
+    )
 
-    log(f"containment costs: job-launch's seccomp filter, a forked job's nested Landlock domain, job-launch "
-        f"itself ({samples.containment_rounds} rounds inside {first})")
+    log(
+        f"containment costs: job-launch's seccomp filter, a forked job's nested Landlock domain, job-launch "
+        f"itself ({samples.containment_rounds} rounds inside {first})"
+    )
     costs = measure.containment_costs(client, first, samples.containment_rounds)
-    figures.update(filter_ns_per_syscall=_r(costs["filter_ns_per_syscall"], 1), syscall_ns=_r(costs["syscall_ns"], 1),
-                   nested_domain_us=_r(costs["nested_domain_us"], 1), launcher_us=_r(costs["launcher_us"]))
+    figures.update(
+        filter_ns_per_syscall=_r(costs["filter_ns_per_syscall"], 1),
+        syscall_ns=_r(costs["syscall_ns"], 1),
+        nested_domain_us=_r(costs["nested_domain_us"], 1),
+        launcher_us=_r(costs["launcher_us"]),
+    )
 
     log(f"executor API: {samples.latency_runs} sequential POST /v1/run of print(1), {pool.workspace} -> {first}")
-    sequential = measure.workspace_client(client, pool.workspace, pool.request(
-        "latency", (first,), runs=samples.latency_runs, warmup=samples.latency_warmup))
+    sequential = measure.workspace_client(
+        client,
+        pool.workspace,
+        pool.request("latency", (first,), runs=samples.latency_runs, warmup=samples.latency_warmup),
+    )
     latency = summary(sequential["run"])
-    figures.update(executor_p50_ms=_r(latency["p50"]), executor_p95_ms=_r(latency["p95"]),
-                   executor_p99_ms=_r(latency["p99"]), executor_runs=latency["n"],
-                   executor_job_p50_ms=_r(summary(sequential["job"])["p50"]),
-                   executor_health_p50_ms=_r(summary(sequential["health"])["p50"]))
+    figures.update(
+        executor_p50_ms=_r(latency["p50"]),
+        executor_p95_ms=_r(latency["p95"]),
+        executor_p99_ms=_r(latency["p99"]),
+        executor_runs=latency["n"],
+        executor_job_p50_ms=_r(summary(sequential["job"])["p50"]),
+        executor_health_p50_ms=_r(summary(sequential["health"])["p50"]),
+    )
     figures["executor_vs_interpreter"] = _r(latency["p50"] / floor["p50"], 3)
 
     spread = f"round-robin over the {len(pool.executors)} executors by container name, from the workspace"
-    log(f"throughput: {samples.throughput_jobs} jobs at concurrency {', '.join(map(str, CONCURRENCY))}, {spread}; "
-        f"then at 4 through the shared alias {SHARED_ALIAS!r}")
+    log(
+        f"throughput: {samples.throughput_jobs} jobs at concurrency {', '.join(map(str, CONCURRENCY))}, {spread}; "
+        f"then at 4 through the shared alias {SHARED_ALIAS!r}"
+    )
     figures["throughput_jobs"], figures["throughput_spread"] = samples.throughput_jobs, spread
     figures["throughput_latency_p50_ms"] = {}
     runs = [(f"c{c}", c, None) for c in CONCURRENCY] + [("c4_alias", 4, (SHARED_ALIAS,))]
     for label, concurrency, targets in runs:
-        result = measure.workspace_client(client, pool.workspace, pool.request(
-            "throughput", targets, jobs=samples.throughput_jobs, concurrency=concurrency))
+        result = measure.workspace_client(
+            client,
+            pool.workspace,
+            pool.request("throughput", targets, jobs=samples.throughput_jobs, concurrency=concurrency),
+        )
         figures[f"throughput_jobs_per_s_{label}"] = _r(samples.throughput_jobs / result["elapsed_s"], 1)
         figures["throughput_latency_p50_ms"][label] = _r(summary(result["latencies_ms"])["p50"])
 
     executor = client.api.inspect_container(first)
-    log(f"docker run baseline: {samples.docker_runs} x (docker run --rm, and the same through the Engine API), "
-        "alternating")
+    log(
+        f"docker run baseline: {samples.docker_runs} x (docker run --rm, and the same through the Engine API), "
+        "alternating"
+    )
     cli, api = [], []
     with tempfile.TemporaryDirectory(prefix="opencode-sandbox-bench-") as scratch:
         seccomp_file = Path(scratch) / "executor-seccomp.json"
@@ -302,24 +352,31 @@ def _executor_figures(samples: Samples, client, pool: ExecutorPool, variants: tu
                 cli.append(cli_ms)
                 api.append(api_ms)
     docker_cli, docker_api = summary(cli), summary(api)
-    figures.update(docker_run_p50_ms=_r(docker_cli["p50"]), docker_run_p95_ms=_r(docker_cli["p95"]),
-                   docker_api_run_p50_ms=_r(docker_api["p50"]), docker_runs=docker_cli["n"])
+    figures.update(
+        docker_run_p50_ms=_r(docker_cli["p50"]),
+        docker_run_p95_ms=_r(docker_cli["p95"]),
+        docker_api_run_p50_ms=_r(docker_api["p50"]),
+        docker_runs=docker_cli["n"],
+    )
     figures["speedup_vs_docker_run"] = _r(docker_cli["p50"] / latency["p50"], 2)
     figures["speedup_vs_docker_api_run"] = _r(docker_api["p50"] / latency["p50"], 2)
 
     if variants:
-        log(f"variants: two copies of {first} each ({', '.join(v.label for v in variants)}), measured with the "
+        log(
+            f"variants: two copies of {first} each ({', '.join(v.label for v in variants)}), measured with the "
             f"stack's own executors (label {REFERENCE!r}) in {samples.variant_rounds} interleaved rounds: "
             f"{samples.latency_runs} sequential jobs and {samples.throughput_jobs} at concurrency "
-            f"{VARIANT_CONCURRENCY} each in all")
+            f"{VARIANT_CONCURRENCY} each in all"
+        )
         figures["variants"] = _variant_figures(samples, client, pool, executor, variants)
         for entry in figures["variants"].values():
             entry["vs_interpreter"] = _r(entry["p50_ms"] / floor["p50"], 3)
     return figures
 
 
-def _variant_figures(samples: Samples, client, pool: ExecutorPool, executor: dict[str, Any],
-                     variants: tuple[Variant, ...]) -> dict[str, dict[str, Any]]:
+def _variant_figures(
+    samples: Samples, client, pool: ExecutorPool, executor: dict[str, Any], variants: tuple[Variant, ...]
+) -> dict[str, dict[str, Any]]:
     """Every variant's pair started at once and measured round by round with the stack's executors, so that
     a change of the machine's load during the run weighs on all of them alike."""
     pairs = {REFERENCE: pool.executors[:2]}
@@ -331,16 +388,21 @@ def _variant_figures(samples: Samples, client, pool: ExecutorPool, executor: dic
         for index, variant in enumerate(variants):
             for number, name in enumerate(pairs[variant.label]):
                 uid = VARIANT_UID_BASE + 2 * index + number
-                measure.start_variant(client, measure.variant_plan(executor, name, uid, variant.environment,
-                                                                   variant.image))
+                measure.start_variant(
+                    client, measure.variant_plan(executor, name, uid, variant.environment, variant.image)
+                )
         everything = tuple(name for names in pairs.values() for name in names)
         measure.workspace_client(client, pool.workspace, pool.request("ready", everything, timeout_s=60))
         for _round in range(samples.variant_rounds):
             for label, names in pairs.items():
-                sequential = measure.workspace_client(client, pool.workspace, pool.request(
-                    "latency", names[:1], runs=runs, warmup=samples.latency_warmup))
-                parallel = measure.workspace_client(client, pool.workspace, pool.request(
-                    "throughput", names, jobs=jobs, concurrency=VARIANT_CONCURRENCY))
+                sequential = measure.workspace_client(
+                    client, pool.workspace, pool.request("latency", names[:1], runs=runs, warmup=samples.latency_warmup)
+                )
+                parallel = measure.workspace_client(
+                    client,
+                    pool.workspace,
+                    pool.request("throughput", names, jobs=jobs, concurrency=VARIANT_CONCURRENCY),
+                )
                 collected[label]["run"] += sequential["run"]
                 collected[label]["job"] += sequential["job"]
                 collected[label]["elapsed_s"] += parallel["elapsed_s"]
@@ -353,17 +415,28 @@ def _variant_figures(samples: Samples, client, pool: ExecutorPool, executor: dic
     for label, found in collected.items():
         latency, job = summary(found["run"]), summary(found["job"])
         throughput = jobs * samples.variant_rounds / found["elapsed_s"]
-        figures[label] = {"p50_ms": _r(latency["p50"]), "p95_ms": _r(latency["p95"]), "p99_ms": _r(latency["p99"]),
-                          "job_p50_ms": _r(job["p50"]), "job_p95_ms": _r(job["p95"]),
-                          f"jobs_per_s_c{VARIANT_CONCURRENCY}": _r(throughput, 1)}
+        figures[label] = {
+            "p50_ms": _r(latency["p50"]),
+            "p95_ms": _r(latency["p95"]),
+            "p99_ms": _r(latency["p99"]),
+            "job_p50_ms": _r(job["p50"]),
+            "job_p95_ms": _r(job["p95"]),
+            f"jobs_per_s_c{VARIANT_CONCURRENCY}": _r(throughput, 1),
+        }
     return figures
 
 
 def aims(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     compare = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
-    return {aim: {"figure": key, "value": figures.get(key), "target": f"{op} {target:g}",
-                  "met": key in figures and compare[op](figures[key], target)}
-            for aim, key, op, target in AIMS}
+    return {
+        aim: {
+            "figure": key,
+            "value": figures.get(key),
+            "target": f"{op} {target:g}",
+            "met": key in figures and compare[op](figures[key], target),
+        }
+        for aim, key, op, target in AIMS
+    }
 
 
 # --- the report ------------------------------------------------------------------------------------
@@ -401,9 +474,13 @@ ROWS = (
 
 def table(result: dict[str, Any]) -> str:
     machine = result["machine"]
-    lines = [(f"opencode-sandbox benchmarks ({result['mode']}; {machine['cpus']} CPUs, Docker "
-              f"{machine['docker_engine']}, load average {machine['load_average_start']} "
-              f"-> {machine['load_average_end']})")]
+    lines = [
+        (
+            f"opencode-sandbox benchmarks ({result['mode']}; {machine['cpus']} CPUs, Docker "
+            f"{machine['docker_engine']}, load average {machine['load_average_start']} "
+            f"-> {machine['load_average_end']})"
+        )
+    ]
     if result["mode"] == "quick":
         lines.append("quick smoke run: samples are tiny, the figures mean nothing")
     width = max(len(key) for key, _, _ in ROWS)
@@ -412,26 +489,35 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"  {key:<{width}}  {value!s:>9} {unit:<6}  {how}")
     sizes = ", ".join(f"{name} {size:g}" for name, size in sorted(result.get("image_sizes_mb", {}).items()))
     lines.append(f"  {'image_sizes_mb':<{width}}  {sizes}")
-    lines.append(f"  samples: executor {result.get('executor_runs')}, interpreter {result.get('interpreter_runs')}, "
-                 f"docker run {result.get('docker_runs')} (+ as many through the API), throughput "
-                 f"{result.get('throughput_jobs')} jobs per concurrency, policy {result.get('policy_pack_starts')} "
-                 f"pack start(s) on {result.get('policy_stack')} ({result.get('policy_resources')} resources), "
-                 f"mocks {result.get('mocks_passes')} passes")
+    lines.append(
+        f"  samples: executor {result.get('executor_runs')}, interpreter {result.get('interpreter_runs')}, "
+        f"docker run {result.get('docker_runs')} (+ as many through the API), throughput "
+        f"{result.get('throughput_jobs')} jobs per concurrency, policy {result.get('policy_pack_starts')} "
+        f"pack start(s) on {result.get('policy_stack')} ({result.get('policy_resources')} resources), "
+        f"mocks {result.get('mocks_passes')} passes"
+    )
     variants = result.get("variants") or {}
     if variants:
-        lines.append(f"variants (two copies of executor-0 each, interleaved with the stack's own ({REFERENCE}): "
-                     f"p50 / p95 / p99 ms, job p50 / p95 ms, jobs/s at c{VARIANT_CONCURRENCY}, p50 / floor")
+        lines.append(
+            f"variants (two copies of executor-0 each, interleaved with the stack's own ({REFERENCE}): "
+            f"p50 / p95 / p99 ms, job p50 / p95 ms, jobs/s at c{VARIANT_CONCURRENCY}, p50 / floor"
+        )
         for label, figures in variants.items():
-            lines.append(f"  {label:<{width}}  {figures['p50_ms']} / {figures['p95_ms']} / {figures['p99_ms']}, "
-                         f"{figures['job_p50_ms']} / {figures['job_p95_ms']}, "
-                         f"{figures[f'jobs_per_s_c{VARIANT_CONCURRENCY}']}, {figures['vs_interpreter']}x")
+            lines.append(
+                f"  {label:<{width}}  {figures['p50_ms']} / {figures['p95_ms']} / {figures['p99_ms']}, "
+                f"{figures['job_p50_ms']} / {figures['job_p95_ms']}, "
+                f"{figures[f'jobs_per_s_c{VARIANT_CONCURRENCY}']}, {figures['vs_interpreter']}x"
+            )
     lines.append("aims:")
     for aim, verdict in result["aims"].items():
-        lines.append(f"  [{'met' if verdict['met'] else 'MISSED':>6}] {aim}: {verdict['value']} "
-                     f"(target {verdict['target']})")
+        lines.append(
+            f"  [{'met' if verdict['met'] else 'MISSED':>6}] {aim}: {verdict['value']} (target {verdict['target']})"
+        )
     if result.get("policy_diagnostics"):
-        lines.append(f"note: the pack reported {len(result['policy_diagnostics'])} diagnostic(s) on "
-                     f"{result.get('policy_stack')}: {result['policy_diagnostics'][:3]}")
+        lines.append(
+            f"note: the pack reported {len(result['policy_diagnostics'])} diagnostic(s) on "
+            f"{result.get('policy_stack')}: {result['policy_diagnostics'][:3]}"
+        )
     return "\n".join(lines)
 
 
@@ -446,11 +532,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quick", action="store_true", help="a smoke run with tiny samples (figures mean nothing)")
-    parser.add_argument("--executor-image", action="append", default=[], metavar="LABEL=IMAGE",
-                        help="also measure copies of the stack's executor running IMAGE (e.g. a build without "
-                             "one of its containment features), reported as LABEL; repeatable")
-    parser.add_argument("--no-variants", action="store_true",
-                        help=f"skip the setting variants ({', '.join(label for label, _ in SETTING_VARIANTS)})")
+    parser.add_argument(
+        "--executor-image",
+        action="append",
+        default=[],
+        metavar="LABEL=IMAGE",
+        help="also measure copies of the stack's executor running IMAGE (e.g. a build without "
+        "one of its containment features), reported as LABEL; repeatable",
+    )
+    parser.add_argument(
+        "--no-variants",
+        action="store_true",
+        help=f"skip the setting variants ({', '.join(label for label, _ in SETTING_VARIANTS)})",
+    )
     args = parser.parse_args()
     samples = QUICK if args.quick else FULL
     variants = () if args.no_variants else tuple(Variant(label, env) for label, env in SETTING_VARIANTS)
@@ -478,8 +572,11 @@ def main() -> int:
         return 2
 
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped run still removes what it created
-    machine = {"cpus": os.cpu_count(), "docker_engine": client.version()["Version"],
-               "load_average_start": [_r(v) for v in os.getloadavg()]}
+    machine = {
+        "cpus": os.cpu_count(),
+        "docker_engine": client.version()["Version"],
+        "load_average_start": [_r(v) for v in os.getloadavg()],
+    }
     scratch = Path(tempfile.mkdtemp(prefix="opencode-sandbox-bench-"))
     scratch.chmod(0o755)  # the roles' non-root users must reach the stack's directories below it
     try:

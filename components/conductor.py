@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from sandbox_model.engine_api import ApiVersion
-from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
+from components.hardening import HardenedContainerArgs, Healthcheck, NetworkAttachment, Tmpfs, hardened_container
 from sandbox_model.bearer_gate import token_digest
 from sandbox_model.destinations import CONDUCTOR_ALIAS, CONDUCTOR_PORT
 from sandbox_model.destinations import CONDUCTOR_PROJECT_MOUNT as PROJECT_MOUNT
+from sandbox_model.engine_api import ApiVersion
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import ConductorSettings, UserIds
@@ -76,13 +76,23 @@ class Conductor(pulumi.ComponentResource):
         self.container = hardened_container(
             f"{name}-container",
             HardenedContainerArgs(
-                stack=args.stack, role=Role.CONDUCTOR, name=self.container_name, image=args.image,
-                user=args.user.docker_user, limits=args.settings.limits, envs=envs,
+                stack=args.stack,
+                role=Role.CONDUCTOR,
+                name=self.container_name,
+                image=args.image,
+                user=args.user.docker_user,
+                limits=args.settings.limits,
+                envs=envs,
                 tmpfs={"/tmp": Tmpfs(size_mb=16)},
-                mounts=[docker.ContainerMountArgs(type="bind", source=args.project_dir, target=PROJECT_MOUNT,
-                                                  read_only=True)],
-                networks=[NetworkAttachment(args.conductor_network, aliases=(CONDUCTOR_ALIAS,)),
-                          NetworkAttachment(args.ingress_network)],
+                mounts=[
+                    docker.ContainerMountArgs(
+                        type="bind", source=args.project_dir, target=PROJECT_MOUNT, read_only=True
+                    )
+                ],
+                networks=[
+                    NetworkAttachment(args.conductor_network, aliases=(CONDUCTOR_ALIAS,)),
+                    NetworkAttachment(args.ingress_network),
+                ],
                 engine_api=args.engine_api,
                 healthcheck=Healthcheck(tests=HEALTHCHECK),
                 init=True,  # git children are reaped

@@ -11,7 +11,7 @@ cannot disagree with what the proxy did.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sandbox_model.destinations import PROXY_PORT, Destination
 
@@ -133,8 +133,10 @@ def render_squid_conf(allow: Sequence[str], destinations: Sequence[Destination] 
     # ("error":"ERR_CLIENT_GONE"); `has request` leaves exactly those out.
     lines.append("acl with_request has request")
     if permitted:
-        lines += ["access_log stdio:/dev/stdout logformat=sandbox_allowed permitted",
-                  "access_log stdio:/dev/stdout logformat=sandbox_denied !permitted with_request"]
+        lines += [
+            "access_log stdio:/dev/stdout logformat=sandbox_allowed permitted",
+            "access_log stdio:/dev/stdout logformat=sandbox_denied !permitted with_request",
+        ]
     else:
         lines.append("access_log stdio:/dev/stdout logformat=sandbox_denied with_request")
     return "\n".join(lines) + "\n"

@@ -11,21 +11,20 @@ Both are hardened by the same helper as every other container.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
 
 from components.egress_proxy import render_squid_conf
+from components.hardening import HardenedContainerArgs, Healthcheck, NetworkAttachment, Tmpfs, hardened_container
+from sandbox_model.destinations import INGRESS_LISTEN_PORT, PROXY_PORT, Destination
 from sandbox_model.engine_api import ApiVersion
-from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from sandbox_model.destinations import PROXY_PORT, Destination
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import Limits, UserIds
 
-INGRESS_LISTEN_PORT = 8080
 HOST_GATEWAY = "host-gateway"
 
 
@@ -60,8 +59,12 @@ class IngressGateway(pulumi.ComponentResource):
         self.container = hardened_container(
             f"{name}-container",
             HardenedContainerArgs(
-                stack=args.stack, role=Role.INGRESS_GATEWAY, name=self.container_name, image=args.image,
-                user=args.user.docker_user, limits=args.limits,
+                stack=args.stack,
+                role=Role.INGRESS_GATEWAY,
+                name=self.container_name,
+                image=args.image,
+                user=args.user.docker_user,
+                limits=args.limits,
                 # images/ingress: socat from one listen port to one fixed target, configured by env.
                 envs={
                     "INGRESS_TARGET_HOST": args.target_host,
@@ -70,7 +73,8 @@ class IngressGateway(pulumi.ComponentResource):
                 },
                 networks=[NetworkAttachment(args.target_network), NetworkAttachment(args.edge_network)],
                 engine_api=args.engine_api,
-                published_ports={INGRESS_LISTEN_PORT: args.host_port}, publish_ip=args.host_ip,
+                published_ports={INGRESS_LISTEN_PORT: args.host_port},
+                publish_ip=args.host_ip,
                 healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/ingress-healthcheck"]),
             ),
             pulumi.ResourceOptions(parent=self),
@@ -107,8 +111,12 @@ class EgressGateway(pulumi.ComponentResource):
         self.container = hardened_container(
             f"{name}-container",
             HardenedContainerArgs(
-                stack=args.stack, role=Role.EGRESS_GATEWAY, name=self.container_name, image=args.image,
-                user=args.user.docker_user, limits=args.limits,
+                stack=args.stack,
+                role=Role.EGRESS_GATEWAY,
+                name=self.container_name,
+                image=args.image,
+                user=args.user.docker_user,
+                limits=args.limits,
                 envs={"EGRESS_SQUID_CONF": render_squid_conf(args.allow, args.destinations)},
                 tmpfs={"/run/squid": Tmpfs(size_mb=16), "/tmp": Tmpfs(size_mb=16)},
                 networks=[NetworkAttachment(args.inside_network), NetworkAttachment(args.outside_network)],

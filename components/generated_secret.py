@@ -38,6 +38,8 @@ class GeneratedSecret(Resource):
 
     def __init__(self, name: str, length: int, opts: pulumi.ResourceOptions | None = None):
         super().__init__(
-            _GeneratedSecretProvider(), name, {"length": length, "result": None},
+            _GeneratedSecretProvider(),
+            name,
+            {"length": length, "result": None},
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["result"])),
         )

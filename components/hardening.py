@@ -8,18 +8,18 @@ rule or restate one differently.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
 from sandbox_model.engine_api import HEALTHCHECK_START_INTERVAL, ApiVersion
-from sandbox_model.provider_forms import go_duration, provider_cpus
-from sandbox_model.security import baseline
-from sandbox_model.roles import Role
-from sandbox_model.security.profiles import seccomp_profile
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
+from sandbox_model.provider_forms import go_duration, provider_cpus
+from sandbox_model.roles import Role
+from sandbox_model.security import baseline
+from sandbox_model.security.profiles import seccomp_profile
 from stacks.settings import Limits
 
 #: pulumi-docker updates these in place without touching the running container; a change
@@ -39,8 +39,14 @@ class Tmpfs:
     max_inodes: int | None = None
 
     def options(self) -> str:
-        options = ["rw", "nosuid", "nodev", "exec" if self.executable else "noexec",
-                   f"size={self.size_mb}m", f"mode={self.mode}"]
+        options = [
+            "rw",
+            "nosuid",
+            "nodev",
+            "exec" if self.executable else "noexec",
+            f"size={self.size_mb}m",
+            f"mode={self.mode}",
+        ]
         if self.max_inodes is not None:
             options.append(f"nr_inodes={self.max_inodes}")
         if self.owner is not None:
@@ -112,8 +118,9 @@ CREATE_MARGIN_S = 300
 
 def create_timeouts(wait_timeout_s: int) -> pulumi.CustomTimeouts:
     """The provider cuts a create at 20 minutes by default, whatever ``wait_timeout`` says."""
-    return pulumi.CustomTimeouts(create=go_duration(wait_timeout_s + CREATE_MARGIN_S),
-                                 update=go_duration(wait_timeout_s + CREATE_MARGIN_S))
+    return pulumi.CustomTimeouts(
+        create=go_duration(wait_timeout_s + CREATE_MARGIN_S), update=go_duration(wait_timeout_s + CREATE_MARGIN_S)
+    )
 
 
 def healthcheck_args(healthcheck: Healthcheck, engine_api: ApiVersion) -> docker.ContainerHealthcheckArgs:
@@ -143,8 +150,9 @@ def security_opts(role: Role, builtin_seccomp: bool = False) -> list[str]:
     return [baseline.NO_NEW_PRIVILEGES, f"seccomp={profile}"]
 
 
-def hardened_container(resource_name: str, args: HardenedContainerArgs,
-                       opts: pulumi.ResourceOptions | None = None) -> docker.Container:
+def hardened_container(
+    resource_name: str, args: HardenedContainerArgs, opts: pulumi.ResourceOptions | None = None
+) -> docker.Container:
     role = args.role.value
     if args.gpu is not None and role not in baseline.DEVICE_ROLES:
         raise ValueError(f"role {role!r} may not request GPUs (baseline.DEVICE_ROLES)")
@@ -155,11 +163,14 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
     allowed_caps = sorted(baseline.ROLE_CAPABILITIES.get(role, {}))
     device_requests = None
     if args.gpu is not None:
-        device_requests = [docker.ContainerDeviceRequestArgs(
-            driver="nvidia", capabilities=["gpu"],
-            count=None if args.gpu.device_ids else -1,
-            device_ids=list(args.gpu.device_ids) or None,
-        )]
+        device_requests = [
+            docker.ContainerDeviceRequestArgs(
+                driver="nvidia",
+                capabilities=["gpu"],
+                count=None if args.gpu.device_ids else -1,
+                device_ids=list(args.gpu.device_ids) or None,
+            )
+        ]
     options = pulumi.ResourceOptions.merge(
         pulumi.ResourceOptions(
             # Fixed names (and host ports) cannot exist twice: delete before creating the replacement.
@@ -210,7 +221,8 @@ def hardened_container(resource_name: str, args: HardenedContainerArgs,
         ports=[
             docker.ContainerPortArgs(internal=internal, external=external, ip=args.publish_ip, protocol="tcp")
             for internal, external in sorted(args.published_ports.items())
-        ] or None,
+        ]
+        or None,
         hosts=[docker.ContainerHostArgs(host=host, ip=ip) for host, ip in sorted(args.extra_hosts.items())] or None,
         # Names outside the stack resolve nowhere but in the egress gateway (catalog rule no-outside-dns).
         dns=None if role in baseline.ROLES_WITH_OUTSIDE_DNS else list(baseline.CONTAINER_DNS_UPSTREAM),

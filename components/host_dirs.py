@@ -51,4 +51,5 @@ def check_project_readable(project_dir: Path) -> None:
         raise ValueError(
             f"workspace.project_dir {project_dir} has mode {mode & 0o777:o}: the executors (their own UIDs) "
             "read the project through a read-only bind and need o+rx on it. Fix: chmod o+rx "
-            f"{project_dir} (files they should read need o+r too; the usual umask 022 gives both)")
+            f"{project_dir} (files they should read need o+r too; the usual umask 022 gives both)"
+        )

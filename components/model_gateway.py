@@ -19,16 +19,16 @@ UID (``gateways.uid_base + 3``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_docker as docker
 
-from sandbox_model.engine_api import ApiVersion
-from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, hardened_container
+from components.hardening import HardenedContainerArgs, Healthcheck, NetworkAttachment, hardened_container
 from sandbox_model.destinations import MODEL_GATEWAY_PORT
+from sandbox_model.engine_api import ApiVersion
 from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import Limits, UserIds
@@ -77,8 +77,13 @@ class ModelGateway(pulumi.ComponentResource):
         self.container = hardened_container(
             f"{name}-container",
             HardenedContainerArgs(
-                stack=args.stack, role=Role.MODEL_GATEWAY, name=self.container_name, image=args.image,
-                user=args.user.docker_user, limits=args.limits, envs=envs,
+                stack=args.stack,
+                role=Role.MODEL_GATEWAY,
+                name=self.container_name,
+                image=args.image,
+                user=args.user.docker_user,
+                limits=args.limits,
+                envs=envs,
                 networks=[NetworkAttachment(network) for network in args.networks],
                 engine_api=args.engine_api,
                 healthcheck=Healthcheck(tests=HEALTHCHECK),

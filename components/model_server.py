@@ -15,12 +15,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.hardening import GpuRequest, Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from sandbox_model.engine_api import ApiVersion
+from components.hardening import (
+    GpuRequest,
+    HardenedContainerArgs,
+    Healthcheck,
+    NetworkAttachment,
+    Tmpfs,
+    hardened_container,
+)
 from sandbox_model.destinations import MODEL_PORT
-from sandbox_model.naming import component_type, docker_name
+from sandbox_model.engine_api import ApiVersion
+from sandbox_model.naming import LABEL_ROLE, LABEL_STACK, component_type, docker_name
 from sandbox_model.roles import Role
-from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from stacks.settings import TestDoubleModel, UserIds, VllmModel
 
 MODELS_MOUNT = "/models"
@@ -64,30 +70,43 @@ class ModelServer(pulumi.ComponentResource):
         self.container = hardened_container(f"{name}-container", container_args, child)
         self.register_outputs({"container_name": self.container_name, "base_url": self.base_url})
 
-    def _vllm(self, name: str, args: ModelServerArgs, settings: VllmModel,
-              child: pulumi.ResourceOptions) -> HardenedContainerArgs:
+    def _vllm(
+        self, name: str, args: ModelServerArgs, settings: VllmModel, child: pulumi.ResourceOptions
+    ) -> HardenedContainerArgs:
         # A named volume bound to the cache directory: Docker-managed, owned by the host user.
         cache = docker.Volume(
             f"{name}-cache",
             name=docker_name(args.stack, "model-cache"),
             driver="local",
             driver_opts={"type": "none", "o": "bind", "device": str(settings.cache_dir)},
-            labels=[docker.VolumeLabelArgs(label=LABEL_STACK, value=args.stack),
-                    docker.VolumeLabelArgs(label=LABEL_ROLE, value=Role.MODEL.value)],
+            labels=[
+                docker.VolumeLabelArgs(label=LABEL_STACK, value=args.stack),
+                docker.VolumeLabelArgs(label=LABEL_ROLE, value=Role.MODEL.value),
+            ],
             opts=child,
         )
         command = [
-            "--model", settings.model,
-            "--served-model-name", settings.served_model_name,
-            "--max-model-len", str(settings.max_model_len),
-            "--gpu-memory-utilization", f"{settings.gpu_memory_utilization:g}",
-            "--host", "0.0.0.0",
-            "--port", str(MODEL_PORT),
+            "--model",
+            settings.model,
+            "--served-model-name",
+            settings.served_model_name,
+            "--max-model-len",
+            str(settings.max_model_len),
+            "--gpu-memory-utilization",
+            f"{settings.gpu_memory_utilization:g}",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(MODEL_PORT),
             *settings.extra_args,
         ]
         return HardenedContainerArgs(
-            stack=args.stack, role=Role.MODEL, name=self.container_name, image=args.image,
-            user=args.user.docker_user, limits=settings.limits,
+            stack=args.stack,
+            role=Role.MODEL,
+            name=self.container_name,
+            image=args.image,
+            user=args.user.docker_user,
+            limits=settings.limits,
             command=command,
             envs={
                 "VLLM_API_KEY": args.api_key,
@@ -104,26 +123,37 @@ class ModelServer(pulumi.ComponentResource):
             },
             tmpfs={"/tmp": Tmpfs(size_mb=2048), "/home/vllm": Tmpfs(size_mb=256)},
             mounts=[docker.ContainerMountArgs(type="volume", source=cache.name, target=MODELS_MOUNT)],
-            networks=[NetworkAttachment(args.network)], engine_api=args.engine_api,
+            networks=[NetworkAttachment(args.network)],
+            engine_api=args.engine_api,
             builtin_seccomp=settings.seccomp == "builtin",
             shm_size_mb=settings.shm_size_mb,  # instead of sharing the host's IPC namespace
             gpu=GpuRequest(device_ids=() if settings.gpus == "all" else tuple(settings.gpus)),
-            healthcheck=Healthcheck(tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health"),
-                                    interval_s=30, timeout_s=10, retries=5, start_period_s=15 * 60),
+            healthcheck=Healthcheck(
+                tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health"),
+                interval_s=30,
+                timeout_s=10,
+                retries=5,
+                start_period_s=15 * 60,
+            ),
             wait_timeout_s=1800,  # loading weights onto the GPU takes minutes
         )
 
     def _test_double(self, args: ModelServerArgs, settings: TestDoubleModel) -> HardenedContainerArgs:
         return HardenedContainerArgs(
-            stack=args.stack, role=Role.MODEL, name=self.container_name, image=args.image,
-            user=args.user.docker_user, limits=settings.limits,
+            stack=args.stack,
+            role=Role.MODEL,
+            name=self.container_name,
+            image=args.image,
+            user=args.user.docker_user,
+            limits=settings.limits,
             envs={
                 "MODEL_DOUBLE_PORT": str(MODEL_PORT),
                 "MODEL_DOUBLE_MODEL": settings.served_model_name,
                 "MODEL_DOUBLE_API_KEY": args.api_key,
             },
             tmpfs={"/tmp": Tmpfs(size_mb=16)},
-            networks=[NetworkAttachment(args.network)], engine_api=args.engine_api,
+            networks=[NetworkAttachment(args.network)],
+            engine_api=args.engine_api,
             healthcheck=Healthcheck(tests=_http_ok(f"http://127.0.0.1:{MODEL_PORT}/health")),
             wait_timeout_s=60,
         )

@@ -55,11 +55,15 @@ class SandboxNetworks(pulumi.ComponentResource):
         super().__init__(component_type("SandboxNetworks"), name, None, opts)
         self._stack = args.stack
         self._name = name
-        self._networks = {purpose: self._network(purpose, options=EDGE_OPTIONS if purpose == "edge" else None)
-                          for purpose in args.purposes}
-        self.register_outputs({
-            "names": {key: net.name for key, net in self.all().items()},
-        })
+        self._networks = {
+            purpose: self._network(purpose, options=EDGE_OPTIONS if purpose == "edge" else None)
+            for purpose in args.purposes
+        }
+        self.register_outputs(
+            {
+                "names": {key: net.name for key, net in self.all().items()},
+            }
+        )
 
     def __getitem__(self, purpose: str) -> docker.Network:
         return self._networks[purpose]

@@ -27,8 +27,8 @@ shell plugin strips every variable with that prefix from user shells.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from sandbox_model.destinations import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE
 
@@ -60,13 +60,18 @@ class McpServerConfig:
     timeout_ms: int | None = None
 
     def opencode(self) -> dict:
-        entry: dict = {"type": "remote", "url": self.url, "enabled": self.enabled,
-                       # No OAuth discovery: credentials come only from the declared headers.
-                       "oauth": False}
+        entry: dict = {
+            "type": "remote",
+            "url": self.url,
+            "enabled": self.enabled,
+            # No OAuth discovery: credentials come only from the declared headers.
+            "oauth": False,
+        }
         if self.headers:
-            entry["headers"] = {header: MCP_SECRET_REFERENCE.sub(lambda m: f"{{env:{mcp_secret_env(m.group(1))}}}",
-                                                                 value)
-                                for header, value in self.headers.items()}
+            entry["headers"] = {
+                header: MCP_SECRET_REFERENCE.sub(lambda m: f"{{env:{mcp_secret_env(m.group(1))}}}", value)
+                for header, value in self.headers.items()
+            }
         if self.timeout_ms is not None:
             entry["timeout"] = self.timeout_ms
         return entry
@@ -76,14 +81,35 @@ class McpServerConfig:
 #: ``apply_patch`` are governed by the ``edit`` permission.
 FILE_TOOLS = ("read", "glob", "grep", "list", "todowrite", "edit")
 #: Denied by the leading ``"*": "deny"`` already; named again so the intent is explicit.
-DENIED_TOOLS = ("bash", "task", "webfetch", "websearch", "codesearch", "external_directory", "lsp", "skill",
-                "question", "doom_loop")
+DENIED_TOOLS = (
+    "bash",
+    "task",
+    "webfetch",
+    "websearch",
+    "codesearch",
+    "external_directory",
+    "lsp",
+    "skill",
+    "question",
+    "doom_loop",
+)
 #: Paths (relative to the project) the model may not edit or write: Git's internals (hooks run
 #: code) and OpenCode's own configuration in the project (tools and plugins it would import).
-PROTECTED_EDIT_PATTERNS = (".git", ".git/**", "**/.git/**", ".opencode", ".opencode/**", "**/.opencode/**",
-                           "opencode.json", "opencode.jsonc", "**/opencode.json", "**/opencode.jsonc",
-                           # the sessions the workspace keeps in the project (persist_sessions)
-                           ".opencode-sandbox", ".opencode-sandbox/**")
+PROTECTED_EDIT_PATTERNS = (
+    ".git",
+    ".git/**",
+    "**/.git/**",
+    ".opencode",
+    ".opencode/**",
+    "**/.opencode/**",
+    "opencode.json",
+    "opencode.jsonc",
+    "**/opencode.json",
+    "**/opencode.jsonc",
+    # the sessions the workspace keeps in the project (persist_sessions)
+    ".opencode-sandbox",
+    ".opencode-sandbox/**",
+)
 EXECUTOR_APPROVALS = ("allow", "ask")
 #: The environment that goes with the config. Never OPENCODE_EXPERIMENTAL or OPENCODE_PURE.
 LOCKDOWN_ENV = {
@@ -160,8 +186,9 @@ def opencode_config(args: OpenCodeConfigArgs) -> dict:
             },
             **{name: server.opencode() for name, server in args.mcp_servers.items()},
         },
-        "permission": permissions(args.executor_approval,
-                                  {name: server.approval for name, server in args.mcp_servers.items()}),
+        "permission": permissions(
+            args.executor_approval, {name: server.approval for name, server in args.mcp_servers.items()}
+        ),
         # No language servers or formatters: both would run programs in the workspace.
         "lsp": False,
         "formatter": False,

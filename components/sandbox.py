@@ -74,88 +74,180 @@ class Sandbox(pulumi.ComponentResource):
         if plan.conductor:
             self.conductor_token = args.secrets.conductor_token or self._generated_secret(f"{name}-conductor-token")
 
-        self.images = SandboxImages(f"{name}-images", SandboxImagesArgs(
-            stack=stack, settings=settings.images, build=plan.built_images, pull=plan.pulled_images,
-            image_args={
-                Image.WORKSPACE: {"OPENCODE_VERSION": settings.images.opencode_version,
-                                  "OPENCODE_INTEGRITY": settings.images.opencode_integrity},
-                Image.EXECUTOR: {"EXECUTOR_PACKAGES": " ".join(settings.executors.packages)},
-            }), child)
+        self.images = SandboxImages(
+            f"{name}-images",
+            SandboxImagesArgs(
+                stack=stack,
+                settings=settings.images,
+                build=plan.built_images,
+                pull=plan.pulled_images,
+                image_args={
+                    Image.WORKSPACE: {
+                        "OPENCODE_VERSION": settings.images.opencode_version,
+                        "OPENCODE_INTEGRITY": settings.images.opencode_integrity,
+                    },
+                    Image.EXECUTOR: {"EXECUTOR_PACKAGES": " ".join(settings.executors.packages)},
+                },
+            ),
+            child,
+        )
         refs = self.images.refs
 
         self.networks = nets = SandboxNetworks(
-            f"{name}-networks", SandboxNetworksArgs(stack=stack, purposes=plan.networks), child)
+            f"{name}-networks", SandboxNetworksArgs(stack=stack, purposes=plan.networks), child
+        )
 
         self.model_server: ModelServer | None = None
         if isinstance(model, (VllmModel, TestDoubleModel)):
             model_user = settings.model_user
             assert model_user is not None  # an in-stack model always has one
-            self.model_server = ModelServer(f"{name}-model", ModelServerArgs(
-                stack=stack, settings=model, user=model_user,
-                image=refs[Image.MODEL_DOUBLE if isinstance(model, TestDoubleModel) else Image.MODEL],
-                network=nets["model-upstream"].name, api_key=self.model_api_key, engine_api=engine_api), child)
+            self.model_server = ModelServer(
+                f"{name}-model",
+                ModelServerArgs(
+                    stack=stack,
+                    settings=model,
+                    user=model_user,
+                    image=refs[Image.MODEL_DOUBLE if isinstance(model, TestDoubleModel) else Image.MODEL],
+                    network=nets["model-upstream"].name,
+                    api_key=self.model_api_key,
+                    engine_api=engine_api,
+                ),
+                child,
+            )
             upstream_base_url, model_id = self.model_server.base_url, self.model_server.served_model_name
         else:
             upstream_base_url, model_id = model.base_url, model.model
 
-        self.executors = ExecutorPool(f"{name}-executors", ExecutorPoolArgs(
-            stack=stack, settings=settings.executors, image=refs[Image.EXECUTOR], network=nets["executor"].name,
-            token=self.executor_token, engine_api=engine_api, project_dir=str(settings.workspace.project_dir)), child)
+        self.executors = ExecutorPool(
+            f"{name}-executors",
+            ExecutorPoolArgs(
+                stack=stack,
+                settings=settings.executors,
+                image=refs[Image.EXECUTOR],
+                network=nets["executor"].name,
+                token=self.executor_token,
+                engine_api=engine_api,
+                project_dir=str(settings.workspace.project_dir),
+            ),
+            child,
+        )
 
         self.egress: EgressGateway | None = None
         proxy_url: str | None = None
         if plan.egress_gateway:
-            self.egress = EgressGateway(f"{name}-egress", EgressGatewayArgs(
-                stack=stack, image=refs[Image.EGRESS], user=gateways.egress_user, limits=settings.egress.limits,
-                inside_network=nets["egress"].name, outside_network=nets["outside"].name,
-                allow=tuple(settings.egress.allow), destinations=plan.egress_destinations, engine_api=engine_api),
-                child)
+            self.egress = EgressGateway(
+                f"{name}-egress",
+                EgressGatewayArgs(
+                    stack=stack,
+                    image=refs[Image.EGRESS],
+                    user=gateways.egress_user,
+                    limits=settings.egress.limits,
+                    inside_network=nets["egress"].name,
+                    outside_network=nets["outside"].name,
+                    allow=tuple(settings.egress.allow),
+                    destinations=plan.egress_destinations,
+                    engine_api=engine_api,
+                ),
+                child,
+            )
             proxy_url = self.egress.proxy_url
 
         # The only holder of the model API key, and the workspace's only way to the model: the in-stack
         # server on model-upstream (which the workspace is not on), or the external one through egress.
-        self.model_gateway = ModelGateway(f"{name}-model-gateway", ModelGatewayArgs(
-            stack=stack, image=refs[Image.MODEL_GATEWAY], user=gateways.model_gateway_user,
-            limits=gateways.limits, upstream_base_url=upstream_base_url, api_key=self.model_api_key,
-            networks=[nets["model"].name, nets[plan.model_gateway_upstream_network].name], engine_api=engine_api,
-            proxy_url=None if plan.in_stack_model else proxy_url), child)
+        self.model_gateway = ModelGateway(
+            f"{name}-model-gateway",
+            ModelGatewayArgs(
+                stack=stack,
+                image=refs[Image.MODEL_GATEWAY],
+                user=gateways.model_gateway_user,
+                limits=gateways.limits,
+                upstream_base_url=upstream_base_url,
+                api_key=self.model_api_key,
+                networks=[nets["model"].name, nets[plan.model_gateway_upstream_network].name],
+                engine_api=engine_api,
+                proxy_url=None if plan.in_stack_model else proxy_url,
+            ),
+            child,
+        )
         model_base_url = self.model_gateway.base_url
 
         mcp_servers = settings.workspace.mcp_servers
         in_stack_names = [SHARED_ALIAS, *self.executors.container_names, self.model_gateway.container_name]
-        self.workspace = Workspace(f"{name}-workspace", WorkspaceArgs(
-            stack=stack, settings=settings.workspace, image=refs[Image.WORKSPACE],
-            opencode=OpenCodeConfigArgs(model_base_url=model_base_url, model_id=model_id,
-                                        executor_mcp_url=self.executors.mcp_url,
-                                        executor_approval=settings.workspace.executor_approval,
-                                        mcp_servers={server_name: McpServerConfig(
-                                            url=server.url, headers=dict(server.headers), approval=server.approval,
-                                            enabled=server.enabled, timeout_ms=server.timeout_ms)
-                                            for server_name, server in mcp_servers.items()}),
-            ingress_network=nets["ingress"].name, networks=[nets[purpose].name for purpose in plan.workspace_networks],
-            web_password=self.web_password, executor_token=self.executor_token, engine_api=engine_api,
-            proxy_url=proxy_url if plan.workspace_egress else None, no_proxy=in_stack_names,
-            mcp_secrets=self._mcp_secrets(settings, args.secrets)),
-            pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]))
+        self.workspace = Workspace(
+            f"{name}-workspace",
+            WorkspaceArgs(
+                stack=stack,
+                settings=settings.workspace,
+                image=refs[Image.WORKSPACE],
+                opencode=OpenCodeConfigArgs(
+                    model_base_url=model_base_url,
+                    model_id=model_id,
+                    executor_mcp_url=self.executors.mcp_url,
+                    executor_approval=settings.workspace.executor_approval,
+                    mcp_servers={
+                        server_name: McpServerConfig(
+                            url=server.url,
+                            headers=dict(server.headers),
+                            approval=server.approval,
+                            enabled=server.enabled,
+                            timeout_ms=server.timeout_ms,
+                        )
+                        for server_name, server in mcp_servers.items()
+                    },
+                ),
+                ingress_network=nets["ingress"].name,
+                networks=[nets[purpose].name for purpose in plan.workspace_networks],
+                web_password=self.web_password,
+                executor_token=self.executor_token,
+                engine_api=engine_api,
+                proxy_url=proxy_url if plan.workspace_egress else None,
+                no_proxy=in_stack_names,
+                mcp_secrets=self._mcp_secrets(settings, args.secrets),
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=[c for c in self.executors.containers]),
+        )
 
-        self.web = IngressGateway(f"{name}-web", IngressGatewayArgs(
-            stack=stack, purpose="web", image=refs[Image.INGRESS], user=gateways.web_ingress_user,
-            limits=gateways.limits, target_host=WEB_ALIAS, target_port=WEB_PORT, host_port=settings.workspace.web.port,
-            host_ip=settings.workspace.web.host_ip,
-            target_network=nets["ingress"].name, edge_network=nets["edge"].name, engine_api=engine_api),
+        self.web = IngressGateway(
+            f"{name}-web",
+            IngressGatewayArgs(
+                stack=stack,
+                purpose="web",
+                image=refs[Image.INGRESS],
+                user=gateways.web_ingress_user,
+                limits=gateways.limits,
+                target_host=WEB_ALIAS,
+                target_port=WEB_PORT,
+                host_port=settings.workspace.web.port,
+                host_ip=settings.workspace.web.host_ip,
+                target_network=nets["ingress"].name,
+                edge_network=nets["edge"].name,
+                engine_api=engine_api,
+            ),
             # No depends_on the workspace: socat connects per accepted connection, so the gateway may
             # start while the workspace still starts (pulumi up still waits for both to be healthy).
-            child)
+            child,
+        )
 
         self.model_api: IngressGateway | None = None
         if self.model_server is not None and plan.model_api_host_port is not None:
-            self.model_api = IngressGateway(f"{name}-model-api", IngressGatewayArgs(
-                stack=stack, purpose="model-api", image=refs[Image.INGRESS], user=gateways.model_api_ingress_user,
-                limits=gateways.limits,
-                target_host=self.model_server.container_name, target_port=MODEL_PORT,
-                host_port=plan.model_api_host_port, host_ip=DEFAULT_PUBLISH_IP,
-                target_network=nets["model-upstream"].name, edge_network=nets["edge"].name, engine_api=engine_api),
-                child)
+            self.model_api = IngressGateway(
+                f"{name}-model-api",
+                IngressGatewayArgs(
+                    stack=stack,
+                    purpose="model-api",
+                    image=refs[Image.INGRESS],
+                    user=gateways.model_api_ingress_user,
+                    limits=gateways.limits,
+                    target_host=self.model_server.container_name,
+                    target_port=MODEL_PORT,
+                    host_port=plan.model_api_host_port,
+                    host_ip=DEFAULT_PUBLISH_IP,
+                    target_network=nets["model-upstream"].name,
+                    edge_network=nets["edge"].name,
+                    engine_api=engine_api,
+                ),
+                child,
+            )
 
         # The conductor mode: an outside agent's MCP endpoint, on its own network with its ingress gateway;
         # it reaches the workspace's OpenCode API on the ingress network.
@@ -164,25 +256,52 @@ class Sandbox(pulumi.ComponentResource):
         self.conductor_url: str | None = None
         if plan.conductor and self.conductor_token is not None:
             conductor = settings.conductor
-            self.conductor = Conductor(f"{name}-conductor", ConductorArgs(
-                stack=stack, settings=conductor, image=refs[Image.CONDUCTOR], user=gateways.conductor_user,
-                token=self.conductor_token, web_password=self.web_password, opencode_url=self.workspace.url,
-                project_dir=str(settings.workspace.project_dir), conductor_network=nets["conductor"].name,
-                ingress_network=nets["ingress"].name, engine_api=engine_api), child)
-            self.conductor_ingress = IngressGateway(f"{name}-conductor-ingress", IngressGatewayArgs(
-                stack=stack, purpose="conductor", image=refs[Image.INGRESS], user=gateways.conductor_ingress_user,
-                limits=gateways.limits, target_host=CONDUCTOR_ALIAS, target_port=CONDUCTOR_PORT,
-                host_port=conductor.host_port, host_ip=DEFAULT_PUBLISH_IP,
-                target_network=nets["conductor"].name, edge_network=nets["edge"].name, engine_api=engine_api), child)
+            self.conductor = Conductor(
+                f"{name}-conductor",
+                ConductorArgs(
+                    stack=stack,
+                    settings=conductor,
+                    image=refs[Image.CONDUCTOR],
+                    user=gateways.conductor_user,
+                    token=self.conductor_token,
+                    web_password=self.web_password,
+                    opencode_url=self.workspace.url,
+                    project_dir=str(settings.workspace.project_dir),
+                    conductor_network=nets["conductor"].name,
+                    ingress_network=nets["ingress"].name,
+                    engine_api=engine_api,
+                ),
+                child,
+            )
+            self.conductor_ingress = IngressGateway(
+                f"{name}-conductor-ingress",
+                IngressGatewayArgs(
+                    stack=stack,
+                    purpose="conductor",
+                    image=refs[Image.INGRESS],
+                    user=gateways.conductor_ingress_user,
+                    limits=gateways.limits,
+                    target_host=CONDUCTOR_ALIAS,
+                    target_port=CONDUCTOR_PORT,
+                    host_port=conductor.host_port,
+                    host_ip=DEFAULT_PUBLISH_IP,
+                    target_network=nets["conductor"].name,
+                    edge_network=nets["edge"].name,
+                    engine_api=engine_api,
+                ),
+                child,
+            )
             self.conductor_url = f"{self.conductor_ingress.url}{MCP_PATH}"
 
         self.model_endpoint = model_base_url
         self.executor_endpoints = self.executors.endpoints
-        self.register_outputs({
-            "web_url": self.web.url,
-            "model_endpoint": self.model_endpoint,
-            "executor_endpoints": self.executor_endpoints,
-        })
+        self.register_outputs(
+            {
+                "web_url": self.web.url,
+                "model_endpoint": self.model_endpoint,
+                "executor_endpoints": self.executor_endpoints,
+            }
+        )
 
     def exports(self) -> dict[str, Any]:
         """The stack's outputs, by name: exactly the plan's ``exports``, with ``containers`` as it says."""
@@ -215,8 +334,9 @@ class Sandbox(pulumi.ComponentResource):
             outputs["conductor_url"] = self.conductor_url
             outputs["conductor_token"] = self.conductor_token
         outputs["containers"] = containers
-        assert tuple(outputs) == self.plan.exports and tuple(containers) == self.plan.exported_containers, \
+        assert tuple(outputs) == self.plan.exports and tuple(containers) == self.plan.exported_containers, (
             "the stack's outputs must be the plan's"
+        )
         return outputs
 
     def _generated_secret(self, resource_name: str) -> pulumi.Output[str]:
@@ -238,4 +358,3 @@ class Sandbox(pulumi.ComponentResource):
             ensure_session_store(Path(workspace.project_dir), workspace.user)
         if isinstance(settings.model, VllmModel):
             ensure_directory(Path(settings.model.cache_dir), settings.model.user or workspace.user)
-

@@ -10,19 +10,24 @@ through the ingress gateway on 127.0.0.1.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
-from sandbox_model.engine_api import ApiVersion
-from components.hardening import Healthcheck, HardenedContainerArgs, NetworkAttachment, Tmpfs, hardened_container
-from sandbox_model.naming import component_type, docker_name
+from components.hardening import HardenedContainerArgs, Healthcheck, NetworkAttachment, Tmpfs, hardened_container
 from components.opencode_config import (
-    CONFIG_HOME, EXECUTOR_TOKEN_ENV, LOCKDOWN_ENV, OpenCodeConfigArgs, mcp_secret_env, opencode_config_json,
+    CONFIG_HOME,
+    EXECUTOR_TOKEN_ENV,
+    LOCKDOWN_ENV,
+    OpenCodeConfigArgs,
+    mcp_secret_env,
+    opencode_config_json,
 )
 from sandbox_model.destinations import PROJECT_MOUNT, WEB_ALIAS, WEB_PORT
+from sandbox_model.engine_api import ApiVersion
+from sandbox_model.naming import component_type, docker_name
 from sandbox_model.roles import Role
 from stacks.settings import WorkspaceSettings
 
@@ -96,13 +101,21 @@ class Workspace(pulumi.ComponentResource):
             envs["NO_PROXY"] = envs["no_proxy"] = no_proxy
         mounts = [docker.ContainerMountArgs(type="bind", source=str(settings.project_dir), target=PROJECT_MOUNT)]
         if settings.shared_dir is not None:
-            mounts.append(docker.ContainerMountArgs(type="bind", source=str(settings.shared_dir),
-                                                    target=SHARED_MOUNT, read_only=True))
+            mounts.append(
+                docker.ContainerMountArgs(
+                    type="bind", source=str(settings.shared_dir), target=SHARED_MOUNT, read_only=True
+                )
+            )
         self.container = hardened_container(
             f"{name}-container",
             HardenedContainerArgs(
-                stack=args.stack, role=Role.WORKSPACE, name=self.container_name, image=args.image,
-                user=user.docker_user, limits=settings.limits, envs=envs,
+                stack=args.stack,
+                role=Role.WORKSPACE,
+                name=self.container_name,
+                image=args.image,
+                user=user.docker_user,
+                limits=settings.limits,
+                envs=envs,
                 command=["opencode", "serve", "--hostname", WEB_ALIAS, "--port", str(WEB_PORT)],
                 working_dir=PROJECT_MOUNT,
                 tmpfs={
@@ -115,8 +128,10 @@ class Workspace(pulumi.ComponentResource):
                     PROJECT_CONFIG_MASK: Tmpfs(size_mb=1, mode="0555", max_inodes=16),
                 },
                 mounts=mounts,
-                networks=[NetworkAttachment(args.ingress_network, aliases=(WEB_ALIAS,)),
-                          *(NetworkAttachment(network) for network in args.networks)],
+                networks=[
+                    NetworkAttachment(args.ingress_network, aliases=(WEB_ALIAS,)),
+                    *(NetworkAttachment(network) for network in args.networks),
+                ],
                 engine_api=args.engine_api,
                 # The image's check sends the password on stdin, never on a command line (/proc shows those).
                 healthcheck=Healthcheck(tests=["CMD", "/usr/local/bin/opencode-healthcheck"], start_period_s=30),

@@ -16,6 +16,8 @@ process (no process, no socket), for the many requests of the rule tests.
 
 from __future__ import annotations
 
+import functools
+import json
 import select
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from typing import Any
 
 import grpc
 import jsonschema
+import jsonschema.validators
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
@@ -59,12 +62,19 @@ class EngineResource:
     secret_keys: frozenset[str] = frozenset()
     parent: str = ""
 
+    @functools.cached_property
+    def struct(self) -> struct_pb2.Struct:
+        """The properties as the engine marshals them, once per resource (its properties never change)."""
+        return engine_struct(self.properties, self.secret_keys)
+
 
 def engine_struct(properties: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> struct_pb2.Struct:
     """Properties marshalled as the engine marshals them (KeepUnknowns, KeepSecrets)."""
     secret_keys = set(secret_keys)
-    marshalled = {key: {rpc._special_sig_key: rpc._special_secret_sig, "value": value} if key in secret_keys else value
-                  for key, value in properties.items()}
+    marshalled = {
+        key: {rpc._special_sig_key: rpc._special_secret_sig, "value": value} if key in secret_keys else value
+        for key, value in properties.items()
+    }
     struct = struct_pb2.Struct()
     struct.update(marshalled)  # every number becomes a double, as on the wire
     return struct
@@ -77,19 +87,26 @@ class PolicyPackProcess:
         self.pack_dir = pack_dir
         self.process: subprocess.Popen | None = None
         self.address = ""
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the pack process
 
     def __enter__(self) -> PolicyPackProcess:
         # The engine address is required on the command line; a policy pack never calls it.
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."],
-            cwd=self.pack_dir, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        ready, _, _ = select.select([self.process.stdout], [], [], STARTUP_TIMEOUT_S)
-        line = self.process.stdout.readline() if ready else ""
+            cwd=self.pack_dir,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        stdout = self.process.stdout
+        assert stdout is not None  # stdout=PIPE
+        ready, _, _ = select.select([stdout], [], [], STARTUP_TIMEOUT_S)
+        line = stdout.readline() if ready else ""
         if not line.strip().isdigit():
             self._stop()
-            raise RuntimeError(f"the policy pack in {self.pack_dir} did not start (no port on stdout): "
-                               f"{line!r}\n{self.stderr}")
+            raise RuntimeError(
+                f"the policy pack in {self.pack_dir} did not start (no port on stdout): {line!r}\n{self.stderr}"
+            )
         self.address = f"127.0.0.1:{line.strip()}"
         return self
 
@@ -105,7 +122,7 @@ class PolicyPackProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None:
+        if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
 
     @property
@@ -120,6 +137,15 @@ class PackCrash(Exception):
     def __init__(self, details: str):
         super().__init__(details)
         self.details = details
+
+
+@functools.cache
+def _validator(schema_json: str) -> Any:
+    """A validator for one policy's config schema, the schema itself checked once (as jsonschema.validate does)."""
+    schema = json.loads(schema_json)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
 
 
 class _EngineSide:
@@ -153,30 +179,52 @@ class _EngineSide:
             else:
                 properties = {k: v for k, v in entry.items() if k != "enforcementLevel"}
                 level = entry.get("enforcementLevel", level)
-            schema = {"type": "object", "properties": json_format.MessageToDict(policy.configSchema.properties),
-                      "required": list(policy.configSchema.required)}
-            jsonschema.validate(properties, schema)
+            schema = {
+                "type": "object",
+                "properties": json_format.MessageToDict(policy.configSchema.properties),
+                "required": list(policy.configSchema.required),
+            }
+            _validator(json.dumps(schema, sort_keys=True)).validate(properties)
             properties_struct = struct_pb2.Struct()
             properties_struct.update(properties)
-            request.policyConfig[policy.name].CopyFrom(analyzer_pb2.PolicyConfig(
-                enforcementLevel=analyzer_pb2.EnforcementLevel.Value(level.upper()), properties=properties_struct))
+            request.policyConfig[policy.name].CopyFrom(
+                analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.EnforcementLevel.Value(level.upper()), properties=properties_struct
+                )
+            )
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"policy config names no policy of the pack: {sorted(unknown)}")
         self._call("Configure", request)
 
     def analyze(self, resource: EngineResource) -> list[Diagnostic]:
-        response = self._call("Analyze", analyzer_pb2.AnalyzeRequest(
-            type=resource.type, name=resource.name, urn=resource.urn,
-            properties=engine_struct(resource.properties, resource.secret_keys)))
+        response = self._call(
+            "Analyze",
+            analyzer_pb2.AnalyzeRequest(
+                type=resource.type,
+                name=resource.name,
+                urn=resource.urn,
+                properties=resource.struct,
+            ),
+        )
         return _diagnostics(response)
 
     def analyze_stack(self, resources: Iterable[EngineResource]) -> list[Diagnostic]:
-        response = self._call("AnalyzeStack", analyzer_pb2.AnalyzeStackRequest(resources=[
-            analyzer_pb2.AnalyzerResource(
-                type=r.type, name=r.name, urn=r.urn, parent=r.parent,
-                properties=engine_struct(r.properties, r.secret_keys))
-            for r in resources]))
+        response = self._call(
+            "AnalyzeStack",
+            analyzer_pb2.AnalyzeStackRequest(
+                resources=[
+                    analyzer_pb2.AnalyzerResource(
+                        type=r.type,
+                        name=r.name,
+                        urn=r.urn,
+                        parent=r.parent,
+                        properties=r.struct,
+                    )
+                    for r in resources
+                ]
+            ),
+        )
         return _diagnostics(response)
 
     def close(self) -> None:
@@ -198,6 +246,21 @@ class Analyzer(_EngineSide):
 
     def close(self) -> None:
         self.channel.close()
+
+
+@functools.lru_cache(maxsize=4096)
+def _deserialized(marshalled: bytes) -> Any:
+    """Properties as the pack's servicer deserializes them, once per distinct marshalled value.
+
+    The variant tests send the same unchanged resources thousands of times; the pack only reads
+    props (it never writes them), so one deserialized copy serves every request that carries them.
+    """
+    from pulumi_policy.deserialize import deserialize_properties
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    struct = struct_pb2.Struct()
+    struct.ParseFromString(marshalled)
+    return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct)))
 
 
 class InProcessAnalyzer(_EngineSide):
@@ -223,8 +286,9 @@ class InProcessAnalyzer(_EngineSide):
 
         self.policies = policies()
         # PolicyPack(...) passes these, and the version it always passes (PulumiPolicy.yaml's wins).
-        self.servicer = _PolicyAnalyzerServicer(PACK_NAME, "0.0.1", self.policies, ENFORCEMENT_LEVEL, None,
-                                                PACK_DESCRIPTION)
+        self.servicer = _PolicyAnalyzerServicer(
+            PACK_NAME, "0.0.1", self.policies, ENFORCEMENT_LEVEL, None, PACK_DESCRIPTION
+        )
 
     def _call(self, method: str, request: Any) -> Any:
         handler = getattr(self, f"_{method}", None) or getattr(self.servicer, method)
@@ -235,10 +299,7 @@ class InProcessAnalyzer(_EngineSide):
 
     @staticmethod
     def _props(properties: struct_pb2.Struct) -> Any:
-        from pulumi_policy.deserialize import deserialize_properties
-        from pulumi_policy.proxy import unknown_checking_proxy
-
-        return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(properties)))
+        return _deserialized(properties.SerializeToString(deterministic=True))
 
     def _run(self, response: Any, policy_type: Any, make_args: Any) -> Any:
         from pulumi_policy import EnforcementLevel
@@ -251,15 +312,20 @@ class InProcessAnalyzer(_EngineSide):
                 continue
             if level == EnforcementLevel.REMEDIATE:
                 level = EnforcementLevel.MANDATORY
-            report = servicer._create_report_violation(response, policy.name, policy.description, level,
-                                                       policy.severity)
+            report = servicer._create_report_violation(
+                response, policy.name, policy.description, level, policy.severity
+            )
             try:
                 policy.validate(make_args(servicer._get_policy_config(policy.name)), report)
             except UnknownValueError as error:
-                response.diagnostics.append(analyzer_pb2.AnalyzeDiagnostic(
-                    policyName=policy.name,
-                    message=f"can't run policy '{policy.name}' during preview: {error.message}",
-                    description=policy.description, enforcementLevel=analyzer_pb2.ADVISORY))
+                response.diagnostics.append(
+                    analyzer_pb2.AnalyzeDiagnostic(
+                        policyName=policy.name,
+                        message=f"can't run policy '{policy.name}' during preview: {error.message}",
+                        description=policy.description,
+                        enforcementLevel=analyzer_pb2.ADVISORY,
+                    )
+                )
         return response
 
     def _Analyze(self, request: analyzer_pb2.AnalyzeRequest, _context: None) -> Any:
@@ -267,22 +333,46 @@ class InProcessAnalyzer(_EngineSide):
 
         props = self._props(request.properties)
         opts = self.servicer._get_resource_options(request)
-        return self._run(analyzer_pb2.AnalyzeResponse(), ResourceValidationPolicy,
-                         lambda config: ResourceValidationArgs(request.type, props, request.urn, request.name, opts,
-                                                               None, config, {}))
+        return self._run(
+            analyzer_pb2.AnalyzeResponse(),
+            ResourceValidationPolicy,
+            lambda config: ResourceValidationArgs(
+                request.type, props, request.urn, request.name, opts, None, config, {}
+            ),
+        )
 
     def _AnalyzeStack(self, request: analyzer_pb2.AnalyzeStackRequest, _context: None) -> Any:
         from pulumi_policy import StackValidationArgs, StackValidationPolicy
         from pulumi_policy.policy import PolicyResource
 
-        resources = [PolicyResource(r.type, self._props(r.properties), r.urn, r.name,
-                                    self.servicer._get_resource_options(r), None, None, [], {})
-                     for r in request.resources]
-        return self._run(analyzer_pb2.AnalyzeResponse(), StackValidationPolicy,
-                         lambda config: StackValidationArgs(resources, config, {}))
+        resources = [
+            PolicyResource(
+                r.type,
+                self._props(r.properties),
+                r.urn,
+                r.name,
+                self.servicer._get_resource_options(r),
+                None,
+                None,
+                [],
+                {},
+            )
+            for r in request.resources
+        ]
+        return self._run(
+            analyzer_pb2.AnalyzeResponse(),
+            StackValidationPolicy,
+            lambda config: StackValidationArgs(resources, config, {}),
+        )
 
 
 def _diagnostics(response: analyzer_pb2.AnalyzeResponse) -> list[Diagnostic]:
-    return [Diagnostic(policy=d.policyName, level=analyzer_pb2.EnforcementLevel.Name(d.enforcementLevel),
-                       message=d.message, urn=d.urn)
-            for d in response.diagnostics]
+    return [
+        Diagnostic(
+            policy=d.policyName,
+            level=analyzer_pb2.EnforcementLevel.Name(d.enforcementLevel),
+            message=d.message,
+            urn=d.urn,
+        )
+        for d in response.diagnostics
+    ]

@@ -9,12 +9,12 @@ variant is always a real declared resource with one thing made insecure.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
-from sandbox_model.naming import LABEL_ROLE
 from harness.analyzer_client import Analyzer, Diagnostic, EngineResource
 from harness.program import DeclaredResource, DeclaredStack
+from sandbox_model.naming import LABEL_ROLE
 
 Change = Callable[[dict], None]
 
@@ -46,29 +46,54 @@ class ChangedStack:
     declared: DeclaredStack
     changes: dict[str, list[Change]] = field(default_factory=dict)  # urn -> changes, in order
 
-    def change(self, resource: DeclaredResource, *changes: Change) -> "ChangedStack":
+    def change(self, resource: DeclaredResource, *changes: Change) -> ChangedStack:
         self.changes.setdefault(resource.urn, []).extend(changes)
         return self
 
-    def _apply(self, resource: DeclaredResource, properties: Mapping) -> dict:
-        properties = copy.deepcopy(dict(properties))
-        for change in self.changes.get(resource.urn, ()):
-            change(properties)
-        return properties
-
     def engine_inputs(self, resource: DeclaredResource) -> EngineResource:
-        return EngineResource(type=resource.type, name=resource.name, urn=resource.urn,
-                              properties=self._apply(resource, resource.inputs),
-                              secret_keys=resource.secret_inputs, parent=resource.parent)
+        return self._engine(resource, "inputs")
 
     def engine_outputs(self, resource: DeclaredResource) -> EngineResource:
-        return EngineResource(type=resource.type, name=resource.name, urn=resource.urn,
-                              properties=self._apply(resource, resource.outputs),
-                              secret_keys=resource.secret_inputs, parent=resource.parent)
+        return self._engine(resource, "outputs")
+
+    def _engine(self, resource: DeclaredResource, side: str) -> EngineResource:
+        changes = self.changes.get(resource.urn)
+        if not changes:
+            return _unchanged(resource, side)
+        return _as_engine_sees(resource, side, changes)
 
     def analyze(self, analyzer: Analyzer, everything: bool = False) -> list[Diagnostic]:
         """Analyze of the changed resources (or of all), then AnalyzeStack: every diagnostic."""
-        resources = self.declared.resources if everything else [
-            r for r in self.declared.resources if r.urn in self.changes]
+        resources = (
+            self.declared.resources if everything else [r for r in self.declared.resources if r.urn in self.changes]
+        )
         diagnostics = [d for r in resources for d in analyzer.analyze(self.engine_inputs(r))]
         return diagnostics + analyzer.analyze_stack(self.engine_outputs(r) for r in self.declared.resources)
+
+
+#: An unchanged declared resource as the engine hands it over, made once (with its marshalled struct):
+#: the declared stacks live for the whole session and are never changed in place (changes apply to copies).
+_UNCHANGED: dict[tuple[int, str], tuple[DeclaredResource, EngineResource]] = {}
+
+
+def _unchanged(resource: DeclaredResource, side: str) -> EngineResource:
+    key = (id(resource), side)
+    cached = _UNCHANGED.get(key)
+    if cached is None or cached[0] is not resource:
+        cached = _UNCHANGED[key] = (resource, _as_engine_sees(resource, side, ()))
+    return cached[1]
+
+
+def _as_engine_sees(resource: DeclaredResource, side: str, changes: Iterable[Change]) -> EngineResource:
+    """``resource``'s inputs or outputs (``side``), copied and changed, as the engine hands them over."""
+    properties = copy.deepcopy(dict(getattr(resource, side)))
+    for change in changes:
+        change(properties)
+    return EngineResource(
+        type=resource.type,
+        name=resource.name,
+        urn=resource.urn,
+        properties=properties,
+        secret_keys=resource.secret_inputs,
+        parent=resource.parent,
+    )

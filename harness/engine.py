@@ -26,6 +26,6 @@ def engine_problem() -> str | None:
         client = docker.from_env(timeout=10)
         client.ping()
         client.close()
-    except Exception as exc:  # any failure to reach the daemon
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the daemon
         return f"no Docker engine answers ({exc.__class__.__name__}: {exc})"
     return None

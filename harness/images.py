@@ -14,8 +14,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from sandbox_model.paths import IMAGES_DIR
 
@@ -65,17 +65,28 @@ def buildkit_command() -> tuple[tuple[str, ...], dict[str, str]]:
         if subprocess.run([docker_cli, "buildx", "version"], capture_output=True).returncode == 0:
             return (docker_cli, "buildx", "build", "--load"), env
     for docker_cli in candidates:
-        version = subprocess.run([docker_cli, "version", "--format", "{{.Client.Version}}"],
-                                 capture_output=True, text=True).stdout.strip()
+        version = subprocess.run(
+            [docker_cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
+        ).stdout.strip()
         if version and int(version.split(".")[0]) < 23:
             return (docker_cli, "build"), env
-    raise ImageBuildError("no BuildKit builder on this machine (the provider builds with BuildKit). Fix: install "
-                          "Docker's buildx plugin, or Debian's docker.io (its 20.10 CLI has BuildKit built in)")
+    raise ImageBuildError(
+        "no BuildKit builder on this machine (the provider builds with BuildKit). Fix: install "
+        "Docker's buildx plugin, or Debian's docker.io (its 20.10 CLI has BuildKit built in)"
+    )
 
 
-def buildkit_build(context: Path, tag: str, *, dockerfile: str = "Dockerfile",
-                   build_args: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
-                   target: str | None = None, no_cache: bool = False, pull: bool = False) -> str:
+def buildkit_build(
+    context: Path,
+    tag: str,
+    *,
+    dockerfile: str = "Dockerfile",
+    build_args: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    target: str | None = None,
+    no_cache: bool = False,
+    pull: bool = False,
+) -> str:
     """``docker build`` with BuildKit, as pulumi-docker runs it; returns the image id."""
     command, env = buildkit_command()
     with tempfile.TemporaryDirectory() as scratch:
@@ -93,8 +104,10 @@ def buildkit_build(context: Path, tag: str, *, dockerfile: str = "Dockerfile",
             args.append("--pull")
         result = subprocess.run([*args, str(context)], env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise ImageBuildError(f"building {tag} from {context} failed (exit {result.returncode}):\n"
-                                  f"{(result.stdout + result.stderr)[-4000:]}")
+            raise ImageBuildError(
+                f"building {tag} from {context} failed (exit {result.returncode}):\n"
+                f"{(result.stdout + result.stderr)[-4000:]}"
+            )
         return iidfile.read_text().strip()
 
 

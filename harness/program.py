@@ -14,10 +14,11 @@ import json
 import os
 import runpy
 import secrets as pysecrets
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import pulumi
 import yaml
@@ -25,14 +26,11 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from sandbox_model.naming import CONTAINER_TYPE, NETWORK_TYPE, PROJECT, REMOTE_IMAGE_TYPE
 from sandbox_model.paths import REPO_ROOT
-PROJECT = "opencode-sandbox"
-STACKS = tuple(sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml")))
 
-CONTAINER = "docker:index/container:Container"
-NETWORK = "docker:index/network:Network"
-VOLUME = "docker:index/volume:Volume"
-REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+STACKS = tuple(sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml")))
+
 #: The type of every Pulumi dynamic resource (components.generated_secret.GeneratedSecret is one).
 DYNAMIC = "pulumi-python:dynamic:Resource"
 
@@ -63,17 +61,20 @@ class DeclaredStack:
 
     @property
     def containers(self) -> list[DeclaredResource]:
-        return self.of_type(CONTAINER)
+        return self.of_type(CONTAINER_TYPE)
 
     @property
     def networks(self) -> list[DeclaredResource]:
-        return self.of_type(NETWORK)
+        return self.of_type(NETWORK_TYPE)
 
     def container(self, role: str) -> list[DeclaredResource]:
         from sandbox_model.naming import LABEL_ROLE
 
-        return [c for c in self.containers
-                if {l["label"]: l["value"] for l in c.inputs.get("labels", [])}.get(LABEL_ROLE) == role]
+        return [
+            c
+            for c in self.containers
+            if {label["label"]: label["value"] for label in c.inputs.get("labels", [])}.get(LABEL_ROLE) == role
+        ]
 
 
 class _Mocks(pulumi.runtime.Mocks):
@@ -81,7 +82,7 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         outputs = dict(args.inputs)
-        if args.typ == REMOTE_IMAGE:
+        if args.typ == REMOTE_IMAGE_TYPE:
             # The program hands the image id to containers; the tag stands in for it here.
             outputs["imageId"] = args.inputs["name"]
         elif args.typ == DYNAMIC:  # GeneratedSecret
@@ -102,14 +103,21 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             registration = self.resources[response.urn]
             raw = pulumi.runtime.rpc.deserialize_properties(request.object)
-            self.declared.append(DeclaredResource(
-                type=request.type, name=request.name, urn=response.urn, parent=request.parent,
-                custom=request.custom, inputs=_plain(raw),
-                secret_inputs=frozenset(key for key, value in raw.items() if _holds_secret(value)),
-                outputs=_plain(registration.state), dependencies=tuple(request.dependencies),
-                delete_before_replace=request.deleteBeforeReplace,
-                replace_on_changes=tuple(request.replaceOnChanges),
-            ))
+            self.declared.append(
+                DeclaredResource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=request.custom,
+                    inputs=_plain(raw),
+                    secret_inputs=frozenset(key for key, value in raw.items() if _holds_secret(value)),
+                    outputs=_plain(registration.state),
+                    dependencies=tuple(request.dependencies),
+                    delete_before_replace=request.deleteBeforeReplace,
+                    replace_on_changes=tuple(request.replaceOnChanges),
+                )
+            )
         return response
 
 
@@ -170,10 +178,17 @@ def developer_machine(home: Path, uid: int = 1000, gid: int = 1000) -> Iterator[
             os.environ["HOME"] = saved_home
 
 
-def run_program(stack: str, *, set_config: Mapping[str, Any] | None = None,
-                remove_config: tuple[str, ...] = (), secrets: Mapping[str, str] | None = None,
-                plain_config: Mapping[str, str] | None = None, preview: bool = False,
-                registered: list[DeclaredResource] | None = None, settings_from: str | None = None) -> DeclaredStack:
+def run_program(
+    stack: str,
+    *,
+    set_config: Mapping[str, Any] | None = None,
+    remove_config: tuple[str, ...] = (),
+    secrets: Mapping[str, str] | None = None,
+    plain_config: Mapping[str, str] | None = None,
+    preview: bool = False,
+    registered: list[DeclaredResource] | None = None,
+    settings_from: str | None = None,
+) -> DeclaredStack:
     """Run __main__.py for `stack` under mocks; returns every resource it registered.
 
     ``set_config`` replaces top-level keys (short names, values as Python objects),

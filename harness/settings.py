@@ -12,17 +12,22 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from harness.program import PROJECT, stack_config
+from harness.program import stack_config
+from sandbox_model.naming import PROJECT
 from stacks.loader import validate_settings
 from stacks.settings import Settings
 
 
-def stack_config_values(stack: str, *, set_config: Mapping[str, Any] | None = None,
-                        remove_config: tuple[str, ...] = (),
-                        plain_config: Mapping[str, str] | None = None) -> dict[str, str]:
+def stack_config_values(
+    stack: str,
+    *,
+    set_config: Mapping[str, Any] | None = None,
+    remove_config: tuple[str, ...] = (),
+    plain_config: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The stack's config as the loader receives it: short key -> the engine's string value."""
     prefix = f"{PROJECT}:"
-    config = {key[len(prefix):]: value for key, value in stack_config(stack).items() if key.startswith(prefix)}
+    config = {key[len(prefix) :]: value for key, value in stack_config(stack).items() if key.startswith(prefix)}
     for key in remove_config:
         config.pop(key, None)
     for key, value in (set_config or {}).items():

@@ -45,8 +45,9 @@ def pulumi_args(name: str) -> list[str]:
         elif key in _VALUED:
             args += [_VALUED[key], str(value)]
         elif key not in _ACTION_ONLY:
-            raise ValueError(f"{name}: pulumi/actions input {key!r} has no CLI equivalent here; add it to "
-                             "tests/support/workflows.py")
+            raise ValueError(
+                f"{name}: pulumi/actions input {key!r} has no CLI equivalent here; add it to tests/support/workflows.py"
+            )
     return args
 
 

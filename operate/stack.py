@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from sandbox_model.destinations import EXECUTOR_MCP_NAME
-from sandbox_model.roles import Role
+from sandbox_model.destinations import EXECUTOR_MCP_NAME, PROJECT_MOUNT
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
-from sandbox_model.destinations import PROJECT_MOUNT
+from sandbox_model.roles import Role
 
 #: The exit status of every command that could not start (no engine, no such stack, bad arguments).
 EXIT_CANNOT_START = 2
@@ -29,8 +29,9 @@ def docker_client(timeout: float | None = 60):
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise OperateError(f"no Docker engine answers ({exc}). Fix: start Docker, or point DOCKER_HOST at "
-                           "the engine the stack runs on") from None
+        raise OperateError(
+            f"no Docker engine answers ({exc}). Fix: start Docker, or point DOCKER_HOST at the engine the stack runs on"
+        ) from None
     return client
 
 
@@ -117,12 +118,15 @@ class RunningStack:
         """The stack's workspace container, running; otherwise an error that says how to bring it up."""
         found = self.of(Role.WORKSPACE)
         if len(found) != 1:
-            raise OperateError(f"stack {self.stack!r} has {len(found)} workspace containers, not one. "
-                               f"Fix: {deploy_hint(self.stack)}")
+            raise OperateError(
+                f"stack {self.stack!r} has {len(found)} workspace containers, not one. Fix: {deploy_hint(self.stack)}"
+            )
         workspace = found[0]
         if not workspace.running:
-            raise OperateError(f"the workspace of stack {self.stack!r} ({workspace.name}) is {workspace.state}. "
-                               f"Fix: {deploy_hint(self.stack)} (it starts every container again)")
+            raise OperateError(
+                f"the workspace of stack {self.stack!r} ({workspace.name}) is {workspace.state}. "
+                f"Fix: {deploy_hint(self.stack)} (it starts every container again)"
+            )
         return workspace
 
 
@@ -133,8 +137,9 @@ def find_stack(client, stack: str) -> RunningStack:
     if not any(c.running for c in containers):
         others = running_stacks(client)
         running = f"running stacks here: {', '.join(others)}" if others else "no stack is running here"
-        raise OperateError(f"no running stack {stack!r} on this Docker engine ({running}). "
-                           f"Fix: deploy it: {deploy_hint(stack)}")
+        raise OperateError(
+            f"no running stack {stack!r} on this Docker engine ({running}). Fix: deploy it: {deploy_hint(stack)}"
+        )
     return RunningStack(stack=stack, containers=tuple(sorted(containers, key=lambda c: c.name)))
 
 

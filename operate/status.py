@@ -15,20 +15,23 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from sandbox_model.roles import Role
 from operate.stack import RunningStack, StackContainer, docker_client, find_stack, run_command
+from sandbox_model.roles import Role
 
 #: The egress log lines read (the most recent): the window the destinations are counted over.
 EGRESS_WINDOW = 2000
 
-_JOB = re.compile(r"\bjob (?P<language>\S+) \((?P<start>[\w-]+) start\): exit (?P<exit>-?\d+) in (?P<ms>[\d.]+) ms"
-                  r"(?P<timed_out>, timed out)?")
+_JOB = re.compile(
+    r"\bjob (?P<language>\S+) \((?P<start>[\w-]+) start\): exit (?P<exit>-?\d+) in (?P<ms>[\d.]+) ms"
+    r"(?P<timed_out>, timed out)?"
+)
 #: The executor service's log format: ``<asctime> <LEVEL> <logger>: <message>``.
 _LEVEL = re.compile(r"^\S+ \S+ (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) (?P<logger>[\w.]+): (?P<message>.*)$")
 
@@ -91,10 +94,13 @@ def cpu_limit(host_config: Mapping[str, Any]) -> float | None:
 
 def usage(stats: Mapping[str, Any] | None, host_config: Mapping[str, Any]) -> Usage:
     stats = stats or {}
-    return Usage(cpu_cores=cpu_cores(stats) if stats else None, cpu_limit=cpu_limit(host_config),
-                 memory_bytes=memory_bytes(stats) if stats else None,
-                 memory_limit=host_config.get("Memory") or None,
-                 pids=(stats.get("pids_stats") or {}).get("current"))
+    return Usage(
+        cpu_cores=cpu_cores(stats) if stats else None,
+        cpu_limit=cpu_limit(host_config),
+        memory_bytes=memory_bytes(stats) if stats else None,
+        memory_limit=host_config.get("Memory") or None,
+        pids=(stats.get("pids_stats") or {}).get("current"),
+    )
 
 
 # --- executors ---------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def split_timestamp(line: str) -> tuple[datetime | None, str]:
     if not match:
         return None, line
     fraction = (match.group(2) or ".0")[:7]
-    return datetime.fromisoformat(match.group(1) + fraction).replace(tzinfo=timezone.utc), rest
+    return datetime.fromisoformat(match.group(1) + fraction).replace(tzinfo=UTC), rest
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,14 @@ def parse_job(line: str) -> Job | None:
     match = _JOB.search(rest)
     if match is None:
         return None
-    return Job(time=time, language=match["language"], start=match["start"], exit_code=int(match["exit"]),
-               duration_ms=float(match["ms"]), timed_out=bool(match["timed_out"]))
+    return Job(
+        time=time,
+        language=match["language"],
+        start=match["start"],
+        exit_code=int(match["exit"]),
+        duration_ms=float(match["ms"]),
+        timed_out=bool(match["timed_out"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -171,7 +183,7 @@ def executor_jobs(lines: Iterable[str]) -> ExecutorJobs:
         if level and level["level"] in ("ERROR", "CRITICAL"):
             last_error = ServiceError(time, level["message"])
         elif rest.startswith("executor: "):  # a start-up refusal (the service printed it and exited)
-            last_error = ServiceError(time, rest[len("executor: "):])
+            last_error = ServiceError(time, rest[len("executor: ") :])
     return ExecutorJobs(jobs, failed, timed_out, last_failure, last_error)
 
 
@@ -218,8 +230,17 @@ def destinations(records: Sequence[Mapping[str, str]]) -> dict[str, list[Destina
     for (decision, host, port), seen in grouped.items():
         last = seen[-1]
         error = last.get("error")
-        result[decision].append(Destination(decision, host, port, len(seen), last.get("time", "-"),
-                                            last.get("status", "-"), error if error not in (None, "-") else None))
+        result[decision].append(
+            Destination(
+                decision,
+                host,
+                port,
+                len(seen),
+                last.get("time", "-"),
+                last.get("status", "-"),
+                error if error not in (None, "-") else None,
+            )
+        )
     for listed in result.values():
         listed.sort(key=lambda d: d.last_time, reverse=True)
     return result
@@ -267,25 +288,32 @@ def _container_status(client, container: StackContainer) -> ContainerStatus:
     if not container.running:
         tail = _log_lines(client.containers.get(container.id), tail=1)
         last_line = split_timestamp(tail[-1])[1] if tail else None
-    return ContainerStatus(name=container.name, role=container.role, state=container.state, health=container.health,
-                           restarts=container.restarts, usage=usage(stats, container.attrs["HostConfig"]),
-                           last_line=last_line)
+    return ContainerStatus(
+        name=container.name,
+        role=container.role,
+        state=container.state,
+        health=container.health,
+        restarts=container.restarts,
+        usage=usage(stats, container.attrs["HostConfig"]),
+        last_line=last_line,
+    )
 
 
 def collect(client, stack: RunningStack) -> StackStatus:
     with ThreadPoolExecutor(max_workers=8) as pool:  # a stats sample takes a second or two: take them together
         containers = list(pool.map(lambda c: _container_status(client, c), stack.containers))
-    executors = {c.name: executor_jobs(_log_lines(client.containers.get(c.id)))
-                 for c in stack.of(Role.EXECUTOR)}
+    executors = {c.name: executor_jobs(_log_lines(client.containers.get(c.id))) for c in stack.of(Role.EXECUTOR)}
     gateways = stack.of(Role.EGRESS_GATEWAY)
     egress = None
     if gateways:
         gateway = gateways[0]
-        records = egress_decisions(_log_lines(client.containers.get(gateway.id), stdout=True, stderr=False,
-                                              tail=EGRESS_WINDOW))
+        records = egress_decisions(
+            _log_lines(client.containers.get(gateway.id), stdout=True, stderr=False, tail=EGRESS_WINDOW)
+        )
         egress = EgressStatus(gateway.name, len(records), destinations(records))
-    return StackStatus(stack=stack.stack, taken=datetime.now(timezone.utc), containers=containers,
-                       executors=executors, egress=egress)
+    return StackStatus(
+        stack=stack.stack, taken=datetime.now(UTC), containers=containers, executors=executors, egress=egress
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Sequence
 
-from sandbox_model.naming import docker_name
 from operate.status import EGRESS_WINDOW, ContainerStatus, StackStatus, Usage
+from sandbox_model.naming import docker_name
 
 #: Destinations shown per decision (the most recently seen).
 DESTINATIONS_SHOWN = 8
@@ -53,26 +53,37 @@ def when(moment: datetime | str | None, now: datetime) -> str:
 
 def short_name(status: StackStatus, name: str) -> str:
     prefix = docker_name(status.stack, "")
-    return name[len(prefix):] if name.startswith(prefix) else name
+    return name[len(prefix) :] if name.startswith(prefix) else name
 
 
 def headline(status: StackStatus) -> str:
     running = sum(c.state == "running" for c in status.containers)
     healthy = sum(c.health == "healthy" for c in status.containers)
-    return (f"stack {status.stack}: {len(status.containers)} containers, {running} running, {healthy} healthy "
-            f"(names: {docker_name(status.stack, '<name>')}; {status.taken.strftime('%Y-%m-%d %H:%M:%S')} UTC)")
+    return (
+        f"stack {status.stack}: {len(status.containers)} containers, {running} running, {healthy} healthy "
+        f"(names: {docker_name(status.stack, '<name>')}; {status.taken.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+    )
 
 
 def container_rows(status: StackStatus) -> list[list[str]]:
     rows = []
     for c in status.containers:
-        rows.append([short_name(status, c.name), c.role, c.state, c.health, str(c.restarts), cpu_cell(c.usage),
-                     memory_cell(c.usage), "-" if c.usage.pids is None else str(c.usage.pids)])
+        rows.append(
+            [
+                short_name(status, c.name),
+                c.role,
+                c.state,
+                c.health,
+                str(c.restarts),
+                cpu_cell(c.usage),
+                memory_cell(c.usage),
+                "-" if c.usage.pids is None else str(c.usage.pids),
+            ]
+        )
     return rows
 
 
-CONTAINER_HEADER = ["container", "role", "state", "health", "restarts", "cpu / limit", "memory / limit",
-                    "procs"]
+CONTAINER_HEADER = ["container", "role", "state", "health", "restarts", "cpu / limit", "memory / limit", "procs"]
 EXECUTOR_HEADER = ["executor", "jobs", "failed", "timed out", "last failure", "last service error"]
 EGRESS_HEADER = ["decision", "destination", "requests", "last seen", "last status"]
 
@@ -82,9 +93,16 @@ def executor_rows(status: StackStatus) -> list[list[str]]:
     for name, jobs in status.executors.items():
         failure = jobs.last_failure
         error = jobs.last_error
-        rows.append([short_name(status, name), str(jobs.jobs), str(jobs.failed), str(jobs.timed_out),
-                     f"{when(failure.time, status.taken)} {failure.describe()}" if failure else "-",
-                     f"{when(error.time, status.taken)} {error.message}" if error else "-"])
+        rows.append(
+            [
+                short_name(status, name),
+                str(jobs.jobs),
+                str(jobs.failed),
+                str(jobs.timed_out),
+                f"{when(failure.time, status.taken)} {failure.describe()}" if failure else "-",
+                f"{when(error.time, status.taken)} {error.message}" if error else "-",
+            ]
+        )
     return rows
 
 
@@ -94,14 +112,24 @@ def egress_rows(status: StackStatus) -> list[list[str]]:
         return rows
     for decision in ("allowed", "denied"):
         for d in status.egress.destinations[decision][:DESTINATIONS_SHOWN]:
-            rows.append([decision, d.name, str(d.requests), when(d.last_time, status.taken),
-                         d.last_status + (f" {d.last_error}" if d.last_error else "")])
+            rows.append(
+                [
+                    decision,
+                    d.name,
+                    str(d.requests),
+                    when(d.last_time, status.taken),
+                    d.last_status + (f" {d.last_error}" if d.last_error else ""),
+                ]
+            )
     return rows
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -110,8 +138,10 @@ def egress_title(status: StackStatus) -> str:
     egress = status.egress
     if egress is None:
         return NO_EGRESS
-    return (f"egress gateway ({short_name(status, egress.container)}): {egress.decisions} decisions in the last "
-            f"{EGRESS_WINDOW} lines of its log, by destination")
+    return (
+        f"egress gateway ({short_name(status, egress.container)}): {egress.decisions} decisions in the last "
+        f"{EGRESS_WINDOW} lines of its log, by destination"
+    )
 
 
 def render_table(status: StackStatus) -> str:
@@ -146,7 +176,7 @@ def _bar(percent: float | None) -> str:
     if percent is None:
         return ""
     width = max(0.0, min(percent, 100.0))
-    high = " class=\"high\"" if percent >= 80 else ""
+    high = ' class="high"' if percent >= 80 else ""
     return f'<span class="bar"><span{high} style="width:{width:.0f}%"></span></span>'
 
 
@@ -164,18 +194,30 @@ def _state_cell(c: ContainerStatus) -> str:
 def render_html(status: StackStatus) -> str:
     e = html.escape
     rows = []
-    for c, text in zip(status.containers, container_rows(status)):
-        health = f'<span class="{"good" if c.health == "healthy" else "bad" if c.health != "-" else "muted"}">' \
-                 f"{e(c.health)}</span>"
-        rows.append([e(text[0]), e(c.role), _state_cell(c), health, e(text[4]),
-                     _bar(c.usage.cpu_percent) + e(text[5]), _bar(c.usage.memory_percent) + e(text[6]), e(text[7])])
+    for c, text in zip(status.containers, container_rows(status), strict=True):
+        health = (
+            f'<span class="{"good" if c.health == "healthy" else "bad" if c.health != "-" else "muted"}">'
+            f"{e(c.health)}</span>"
+        )
+        rows.append(
+            [
+                e(text[0]),
+                e(c.role),
+                _state_cell(c),
+                health,
+                e(text[4]),
+                _bar(c.usage.cpu_percent) + e(text[5]),
+                _bar(c.usage.memory_percent) + e(text[6]),
+                e(text[7]),
+            ]
+        )
     parts = [f"<h1>{e(headline(status))}</h1>", _html_table(CONTAINER_HEADER, rows)]
     for c in status.containers:
         if c.last_line:
             parts.append(f'<p class="bad">{e(short_name(status, c.name))} last logged: {e(c.last_line)}</p>')
     parts.append("<h2>executors</h2>")
     executor_html = [[e(cell) for cell in row] for row in executor_rows(status)]
-    for row, jobs in zip(executor_html, status.executors.values()):
+    for row, jobs in zip(executor_html, status.executors.values(), strict=True):
         if jobs.failed:
             row[2] = f'<span class="bad">{row[2]}</span>'
     parts.append(_html_table(EXECUTOR_HEADER, executor_html) if status.executors else "<p>no executors</p>")
@@ -185,9 +227,17 @@ def render_html(status: StackStatus) -> str:
     elif not status.egress.decisions:
         parts.append(f"<p>{e(egress_title(status))}: none yet</p>")
     else:
-        egress = [[f'<span class="{"good" if row[0] == "allowed" else "bad"}">{e(row[0])}</span>',
-                   *(e(cell) for cell in row[1:])] for row in egress_rows(status)]
+        egress = [
+            [
+                f'<span class="{"good" if row[0] == "allowed" else "bad"}">{e(row[0])}</span>',
+                *(e(cell) for cell in row[1:]),
+            ]
+            for row in egress_rows(status)
+        ]
         parts += [f"<p>{e(egress_title(status))}</p>", _html_table(EGRESS_HEADER, egress)]
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(status.stack)}: "
-            f"opencode-sandbox status</title><style>{_STYLE.strip()}</style></head><body>\n" + "\n".join(parts)
-            + "\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(status.stack)}: '
+        f"opencode-sandbox status</title><style>{_STYLE.strip()}</style></head><body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )

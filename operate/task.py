@@ -15,9 +15,10 @@ OpenCode's ``step_start`` event).
 
 Exit status: 0 the agent finished; 1 it did not (OpenCode reported an error, or stopped without an
 answer); 2 the task could not start; 3 the wall-clock limit stopped it; 4 the step limit stopped it;
-130 interrupted (Ctrl-C, a hangup or a TERM: the agent is stopped too). With ``workspace.executor_approval: ask`` OpenCode's ``run`` rejects
-every executor call, so the task refuses to start unless ``--approve-executor-runs`` says to approve
-them (OpenCode's ``--auto``: it approves asks only; every denied tool stays denied).
+130 interrupted (Ctrl-C, a hangup or a TERM: the agent is stopped too). With
+``workspace.executor_approval: ask`` OpenCode's ``run`` rejects every executor call, so the task
+refuses to start unless ``--approve-executor-runs`` says to approve them (OpenCode's ``--auto``: it
+approves asks only; every denied tool stays denied).
 """
 
 from __future__ import annotations
@@ -31,23 +32,31 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 import yaml
 from docker.errors import DockerException
 from pydantic import ValidationError
 from requests.exceptions import RequestException
 
-from sandbox_model.destinations import PROJECT_MOUNT
-from operate.stack import (OperateError, StackContainer, docker_client, executor_approval, find_stack,
-                           project_dir, run_command)
+from operate.stack import (
+    OperateError,
+    StackContainer,
+    docker_client,
+    executor_approval,
+    find_stack,
+    project_dir,
+    run_command,
+)
 from operate.transcript import Outcome, Progress, describe, summary
+from sandbox_model.destinations import PROJECT_MOUNT
 from sandbox_model.naming import PROJECT
+from sandbox_model.paths import REPO_ROOT
 from stacks.settings import TaskSettings
 
-from sandbox_model.paths import REPO_ROOT
 DEFAULT_TASK = "TASK.md"
 LOGS_DIR = "logs"
 #: The first line on stdout is the shell's PID (which ``exec`` hands to OpenCode); ``$0`` is the task file.
@@ -55,8 +64,10 @@ RUN_WRAPPER = 'echo "$$"; exec "$@" < "$0"'
 #: After the signal that stops a run, how long OpenCode has to exit before it is killed.
 STOP_GRACE_S = 10
 #: Stops the process ``$0`` in the workspace: TERM, then KILL if it is still there after the grace period.
-STOP_SCRIPT = (f'kill -TERM "$0" 2>/dev/null || exit 0; i=0; while [ "$i" -lt {STOP_GRACE_S} ]; do sleep 1; '
-               'kill -0 "$0" 2>/dev/null || exit 0; i=$((i + 1)); done; kill -KILL "$0" 2>/dev/null; exit 0')
+STOP_SCRIPT = (
+    f'kill -TERM "$0" 2>/dev/null || exit 0; i=0; while [ "$i" -lt {STOP_GRACE_S} ]; do sleep 1; '
+    'kill -0 "$0" 2>/dev/null || exit 0; i=$((i + 1)); done; kill -KILL "$0" 2>/dev/null; exit 0'
+)
 #: How much of OpenCode's stderr a summary keeps when the agent did not finish.
 STDERR_TAIL = 4000
 
@@ -71,10 +82,13 @@ def task_settings(stack: str, stack_file: Path | None = None) -> tuple[TaskSetti
     try:
         return TaskSettings.model_validate(config.get(key) or {}), f"{key} in {stack_file.name}"
     except ValidationError as exc:
-        problems = "; ".join(f"{key}.{'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}"
-                             for e in exc.errors())
-        raise OperateError(f"{stack_file}: {problems}. Fix: pulumi config set --path '{key}.<name>' <value> "
-                           "(see the README's settings table)") from None
+        problems = "; ".join(
+            f"{key}.{'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise OperateError(
+            f"{stack_file}: {problems}. Fix: pulumi config set --path '{key}.<name>' <value> "
+            "(see the README's settings table)"
+        ) from None
 
 
 def container_task_path(task: str, project: Path) -> PurePosixPath:
@@ -85,15 +99,19 @@ def container_task_path(task: str, project: Path) -> PurePosixPath:
     try:
         relative = resolved.relative_to(project)
     except ValueError:
-        raise OperateError(f"{task} is not in the stack's project ({project}): the task runs there. Fix: put the "
-                           "task file into the project and name it relative to the project") from None
+        raise OperateError(
+            f"{task} is not in the stack's project ({project}): the task runs there. Fix: put the "
+            "task file into the project and name it relative to the project"
+        ) from None
     try:
         is_file = resolved.is_file()
     except PermissionError:
         raise OperateError(f"cannot read {resolved} as this user. Fix: run as the project's owner") from None
     if not is_file:
-        raise OperateError(f"no task file {resolved}. Fix: write the task into {relative} in the project "
-                           f"(or name another file: scripts/task <stack> path/in/the/project.md)")
+        raise OperateError(
+            f"no task file {resolved}. Fix: write the task into {relative} in the project "
+            f"(or name another file: scripts/task <stack> path/in/the/project.md)"
+        )
     if resolved.stat().st_size == 0:
         raise OperateError(f"{resolved} is empty. Fix: write the task into it")
     return PurePosixPath(PROJECT_MOUNT, *relative.parts)
@@ -128,8 +146,10 @@ class OwnedFiles:
         try:
             fd = os.open(logs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError as exc:
-            raise OperateError(f"{logs} is not a directory ({exc.strerror}): the task's logs go there. Fix: move "
-                               "it away (a symbolic link is never followed)") from None
+            raise OperateError(
+                f"{logs} is not a directory ({exc.strerror}): the task's logs go there. Fix: move "
+                "it away (a symbolic link is never followed)"
+            ) from None
         if created and self.owner:
             os.fchown(fd, *self.owner)
         return fd
@@ -165,8 +185,9 @@ class OwnedFiles:
 class TaskRun:
     """One ``opencode run`` in the workspace, read as it goes, stopped at a limit."""
 
-    def __init__(self, client, workspace: StackContainer, limits: TaskSettings, transcript: IO[str],
-                 echo: IO[str] = sys.stdout):
+    def __init__(
+        self, client, workspace: StackContainer, limits: TaskSettings, transcript: IO[str], echo: IO[str] = sys.stdout
+    ):
         self.client = client
         self.workspace = workspace
         self.limits = limits
@@ -217,8 +238,9 @@ class TaskRun:
 
     def run(self, task: PurePosixPath, title: str, approve: bool) -> None:
         api = self.client.api
-        exec_id = api.exec_create(self.workspace.id, self.command(task, title, approve), stdout=True, stderr=True,
-                                  workdir=PROJECT_MOUNT)["Id"]
+        exec_id = api.exec_create(
+            self.workspace.id, self.command(task, title, approve), stdout=True, stderr=True, workdir=PROJECT_MOUNT
+        )["Id"]
         timer = threading.Timer(self.limits.timeout_s, self.stop, args=(Outcome.TIMEOUT,))
         timer.daemon = True
         timer.start()
@@ -258,8 +280,11 @@ class TaskRun:
             print(f"step {self.progress.steps}", file=self.echo, flush=True)
         elif kind == "tool_use":
             call = self.progress.tool_calls[-1]
-            print(f"  tool {call.tool}: {call.status}" + (f" ({call.error[:160]})" if call.error else ""),
-                  file=self.echo, flush=True)
+            print(
+                f"  tool {call.tool}: {call.status}" + (f" ({call.error[:160]})" if call.error else ""),
+                file=self.echo,
+                flush=True,
+            )
         elif kind == "text" and part.get("text"):
             first = part["text"].strip().splitlines()[0] if part["text"].strip() else ""
             print(f"  text: {first[:160]}", file=self.echo, flush=True)
@@ -270,8 +295,9 @@ class TaskRun:
         if self.stop_reason is Outcome.TIMEOUT:
             return Outcome.TIMEOUT, f"stopped after the wall-clock limit of {self.limits.timeout_s:g} s"
         if self.stop_reason is Outcome.STEP_LIMIT:
-            return Outcome.STEP_LIMIT, (f"stopped as the agent began step {self.stopped_at_step} "
-                                        f"(limit {self.limits.max_steps})")
+            return Outcome.STEP_LIMIT, (
+                f"stopped as the agent began step {self.stopped_at_step} (limit {self.limits.max_steps})"
+            )
         if self.lost is not None:
             return Outcome.AGENT_ERROR, self.lost
         if self.stop_reason is Outcome.INTERRUPTED:
@@ -284,29 +310,41 @@ class TaskRun:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scripts/task", description="Run a task file from the stack's project "
-                                     "to the end, unattended; the transcript and a summary go to <project>/logs/.")
+    parser = argparse.ArgumentParser(
+        prog="scripts/task",
+        description="Run a task file from the stack's project "
+        "to the end, unattended; the transcript and a summary go to <project>/logs/.",
+    )
     parser.add_argument("stack", help="the stack's name, as for scripts/up (e.g. dev)")
-    parser.add_argument("task", nargs="?", default=DEFAULT_TASK,
-                        help=f"the task file, relative to the project (default {DEFAULT_TASK}), or a host path in it")
+    parser.add_argument(
+        "task",
+        nargs="?",
+        default=DEFAULT_TASK,
+        help=f"the task file, relative to the project (default {DEFAULT_TASK}), or a host path in it",
+    )
     parser.add_argument("--timeout-s", type=float, help="wall-clock limit in seconds (default: task.timeout_s)")
     parser.add_argument("--max-steps", type=int, help="most model steps (default: task.max_steps)")
-    parser.add_argument("--approve-executor-runs", action="store_true",
-                        help="with workspace.executor_approval: ask, approve the agent's executor runs for this task")
+    parser.add_argument(
+        "--approve-executor-runs",
+        action="store_true",
+        help="with workspace.executor_approval: ask, approve the agent's executor runs for this task",
+    )
     return parser
 
 
 def limits_for(args: argparse.Namespace) -> tuple[TaskSettings, str]:
     limits, source = task_settings(args.stack)
-    overrides = {key: value for key, value in (("timeout_s", args.timeout_s), ("max_steps", args.max_steps))
-                 if value is not None}
+    overrides = {
+        key: value for key, value in (("timeout_s", args.timeout_s), ("max_steps", args.max_steps)) if value is not None
+    }
     if not overrides:
         return limits, source
     try:
         return TaskSettings(**{**limits.model_dump(), **overrides}), f"{source}, overridden on the command line"
     except ValidationError as exc:
-        raise OperateError(f"{'; '.join(e['msg'] for e in exc.errors())}. Fix: give a positive "
-                           "--timeout-s / --max-steps") from None
+        raise OperateError(
+            f"{'; '.join(e['msg'] for e in exc.errors())}. Fix: give a positive --timeout-s / --max-steps"
+        ) from None
 
 
 def _interrupt(_signum, _frame):
@@ -320,17 +358,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     workspace = find_stack(client, args.stack).workspace()
     approval = executor_approval(workspace)
     if approval == "ask" and not args.approve_executor_runs:
-        raise OperateError(f"stack {args.stack!r} asks for approval of every executor run "
-                           "(workspace.executor_approval: ask), and a task runs unattended: OpenCode would reject "
-                           "each one. Fix: give --approve-executor-runs to approve them for this task, or set "
-                           "workspace.executor_approval: allow")
+        raise OperateError(
+            f"stack {args.stack!r} asks for approval of every executor run "
+            "(workspace.executor_approval: ask), and a task runs unattended: OpenCode would reject "
+            "each one. Fix: give --approve-executor-runs to approve them for this task, or set "
+            "workspace.executor_approval: allow"
+        )
     project = project_dir(workspace)
     task = container_task_path(args.task, project)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     files = OwnedFiles(project, workspace.user_ids)
     transcript, transcript_name, summary_name = files.open_new_logs(task, started)
-    print(f"task {task.relative_to(PROJECT_MOUNT)} on stack {args.stack!r}: at most {limits.timeout_s:g} s and "
-          f"{limits.max_steps} steps ({source}); transcript: {transcript_name}", flush=True)
+    print(
+        f"task {task.relative_to(PROJECT_MOUNT)} on stack {args.stack!r}: at most {limits.timeout_s:g} s and "
+        f"{limits.max_steps} steps ({source}); transcript: {transcript_name}",
+        flush=True,
+    )
     clock = time.monotonic()
     # A hangup or a TERM (a closed terminal, a CI runner's timeout) stops the agent as Ctrl-C does: the
     # process in the workspace would otherwise run on, with no limit left to stop it.

@@ -11,9 +11,10 @@ The agent has *finished* when the run reported no error and its last step ended 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 #: How much of a text or an error a summary keeps.
 TEXT_LIMIT = 4000
@@ -91,8 +92,13 @@ class Progress:
         elif kind == "tool_use":
             state = part.get("state") or {}
             error = state.get("error")
-            self.tool_calls.append(ToolCall(tool=str(part.get("tool")), status=str(state.get("status")),
-                                            error=_clip(str(error), 500) if error else None))
+            self.tool_calls.append(
+                ToolCall(
+                    tool=str(part.get("tool")),
+                    status=str(state.get("status")),
+                    error=_clip(str(error), 500) if error else None,
+                )
+            )
         elif kind == "text" and part.get("text"):
             self.texts.append(str(part["text"]))
         elif kind == "error":
@@ -131,8 +137,9 @@ def summary(progress: Progress, outcome: Outcome, *, reason: str | None, **facts
         "steps": progress.steps,
         "tool_calls": len(progress.tool_calls),
         "tool_calls_failed": len(failed),
-        "tools": [{"tool": c.tool, "status": c.status, **({"error": c.error} if c.error else {})}
-                  for c in progress.tool_calls],
+        "tools": [
+            {"tool": c.tool, "status": c.status, **({"error": c.error} if c.error else {})} for c in progress.tool_calls
+        ],
         "errors": progress.errors,
         "last_text": progress.last_text,
     }

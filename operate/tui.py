@@ -20,10 +20,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
-from sandbox_model.destinations import PROJECT_MOUNT, WEB_ALIAS, WEB_PORT
 from operate.stack import OperateError, StackContainer, docker_client, find_stack, run_command
+from sandbox_model.destinations import PROJECT_MOUNT, WEB_ALIAS, WEB_PORT
 
 #: Where the TUI's shell records its process group, in the workspace's /tmp (a tmpfs).
 PIDFILE_PATTERN = "/tmp/opencode-sandbox-tui-{}.pid"
@@ -31,8 +31,10 @@ PIDFILE_PATTERN = "/tmp/opencode-sandbox-tui-{}.pid"
 #: normal exit, so a later clean-up never signals a process group number that is no longer the TUI's.
 WRAPPER = 'echo "$$" > "$0"; "$@"; status=$?; rm -f "$0"; exit "$status"'
 #: Ends the TUI's process group if it is still there (TERM, then KILL after a grace period).
-CLEANUP = ('group=$(cat "$0" 2>/dev/null) || exit 0; rm -f "$0"; kill -TERM "-$group" 2>/dev/null || exit 0; '
-           'sleep 3; kill -KILL "-$group" 2>/dev/null; exit 0')
+CLEANUP = (
+    'group=$(cat "$0" 2>/dev/null) || exit 0; rm -f "$0"; kill -TERM "-$group" 2>/dev/null || exit 0; '
+    'sleep 3; kill -KILL "-$group" 2>/dev/null; exit 0'
+)
 #: Host environment passed through by name only (``-e NAME``): the terminal's type and colours.
 TERMINAL_ENV = ("TERM", "COLORTERM")
 
@@ -64,19 +66,23 @@ def _raise_exit(signum, _frame):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/tui", description="Open OpenCode's terminal UI on a running "
-                                     "stack's agent (the password stays in the workspace).")
+    parser = argparse.ArgumentParser(
+        prog="scripts/tui",
+        description="Open OpenCode's terminal UI on a running stack's agent (the password stays in the workspace).",
+    )
     parser.add_argument("stack", help="the stack's name, as for scripts/up (e.g. dev)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-c", "--continue", dest="resume", action="store_true", help="continue the last session")
     group.add_argument("-s", "--session", help="open this session (an id the TUI's session list shows)")
     args = parser.parse_args(argv)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise OperateError("the TUI needs a terminal: run scripts/tui from an interactive shell "
-                           "(for unattended work use scripts/task)")
+        raise OperateError(
+            "the TUI needs a terminal: run scripts/tui from an interactive shell (for unattended work use scripts/task)"
+        )
     if shutil.which("docker") is None:
-        raise OperateError("the docker command is not on PATH: the TUI runs through `docker exec -it`. "
-                           "Fix: install the Docker CLI")
+        raise OperateError(
+            "the docker command is not on PATH: the TUI runs through `docker exec -it`. Fix: install the Docker CLI"
+        )
     client = docker_client()
     workspace = find_stack(client, args.stack).workspace()
     if workspace.health not in ("healthy", "-"):

@@ -64,8 +64,10 @@ from sandbox_model.security.table import (
 )
 
 PACK_NAME = "opencode-sandbox"
-PACK_DESCRIPTION = ("The opencode-sandbox security model (sandbox_model/security/table.py): every container, "
-                    "network, volume and image of the stack, checked before Pulumi creates it.")
+PACK_DESCRIPTION = (
+    "The opencode-sandbox security model (sandbox_model/security/table.py): every container, "
+    "network, volume and image of the stack, checked before Pulumi creates it."
+)
 ENFORCEMENT_LEVEL = EnforcementLevel.MANDATORY
 #: The one config property of every policy: the roles this policy does not apply to.
 EXEMPT_ROLES = "exemptRoles"
@@ -81,13 +83,17 @@ def pack_rules() -> tuple[PackRule, ...]:
 
 
 def config_schema(rule: Rule) -> PolicyConfigSchema:
-    return PolicyConfigSchema(properties={EXEMPT_ROLES: {
-        "type": "array",
-        "items": {"type": "string", "enum": sorted(ALL_ROLES)},
-        "uniqueItems": True,
-        "description": f"Roles that {rule.id} does not apply to. Every entry is an exception to the "
-                       "security model: say why next to it in review.",
-    }})
+    return PolicyConfigSchema(
+        properties={
+            EXEMPT_ROLES: {
+                "type": "array",
+                "items": {"type": "string", "enum": sorted(ALL_ROLES)},
+                "uniqueItems": True,
+                "description": f"Roles that {rule.id} does not apply to. Every entry is an exception to the "
+                "security model: say why next to it in review.",
+            }
+        }
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,15 +123,17 @@ def _read(props: Mapping[str, Any], key: str) -> Any:
 Validation = Callable[[Any, ResourceValidationArgs, ReportViolation, CheckContext], list[Violation]]
 
 
-def _container_rule_violations(rule: ContainerRule, args: ResourceValidationArgs, report: ReportViolation,
-                               ctx: CheckContext) -> list[Violation]:
+def _container_rule_violations(
+    rule: ContainerRule, args: ResourceValidationArgs, report: ReportViolation, ctx: CheckContext
+) -> list[Violation]:
     if args.resource_type != CONTAINER_TYPE:
         return []
     return run_container_rule(rule, _CONTAINERS.get(report, args), ctx)
 
 
-def _volume_violations(rule: ContainerRule, args: ResourceValidationArgs, report: ReportViolation,
-                       ctx: CheckContext) -> list[Violation]:
+def _volume_violations(
+    rule: ContainerRule, args: ResourceValidationArgs, report: ReportViolation, ctx: CheckContext
+) -> list[Violation]:
     """A `local` volume bound to a host directory exposes that directory to whoever mounts it.
 
     A volume carries no role, so no exemption applies to it (``ctx`` is not consulted).
@@ -143,8 +151,9 @@ def _volume_violations(rule: ContainerRule, args: ResourceValidationArgs, report
     return [Violation(rule, subject, problem)]
 
 
-def _image_violations(rule: ResourceRule, args: ResourceValidationArgs, report: ReportViolation,
-                      ctx: CheckContext) -> list[Violation]:
+def _image_violations(
+    rule: ResourceRule, args: ResourceValidationArgs, report: ReportViolation, ctx: CheckContext
+) -> list[Violation]:
     """A resource rule judges an image reference: a pulled image's, or a container's plain one."""
     if args.resource_type == REMOTE_IMAGE_TYPE:
         build = _read(args.props, "build")
@@ -182,8 +191,13 @@ def _resource_policy(rule: ContainerRule | ResourceRule) -> ResourceValidationPo
             for violation in validation(rule, args, report_violation, ctx):
                 report_violation(violation.message, None)
 
-    return ResourceValidationPolicy(name=rule.id, description=_description(rule), validate=validate,
-                                    config_schema=config_schema(rule), **_metadata(rule))
+    return ResourceValidationPolicy(
+        name=rule.id,
+        description=_description(rule),
+        validate=validate,
+        config_schema=config_schema(rule),
+        **_metadata(rule),
+    )
 
 
 # --- the stack view, built once for all stack policies -----------------------------------------
@@ -242,8 +256,13 @@ def _stack_policy(rule: StackRule) -> StackValidationPolicy:
         for violation in run_stack_rule(rule, containers, networks, ctx):
             report_violation(violation.message, urns.get(violation.subject))
 
-    return StackValidationPolicy(name=rule.id, description=_description(rule), validate=validate,
-                                 config_schema=config_schema(rule), **_metadata(rule))
+    return StackValidationPolicy(
+        name=rule.id,
+        description=_description(rule),
+        validate=validate,
+        config_schema=config_schema(rule),
+        **_metadata(rule),
+    )
 
 
 def _stack_view(resources: Sequence[Any]) -> StackView:

@@ -1,12 +1,19 @@
 """The kernel of opencode-sandbox: every fact of the design, stated once.
 
-Names and labels (:mod:`.naming`), roles (:mod:`.roles`), the network topology
-(:mod:`.topology`), the repository's own paths (:mod:`.paths`) and the security
-model (:mod:`.security`: the spec view, the rules by scope, their table and
-runner, the adapters from Pulumi props and ``docker inspect``).
+- :mod:`.naming`: the project, Docker names, labels, resource type tokens;
+- :mod:`.roles`: the roles a container plays; :mod:`.topology`: the networks as data
+  (internal or not, who joins them, why); :mod:`.destinations`: every in-stack address
+  (aliases, ports, paths) and what a URL names;
+- :mod:`.executor_contract` and :mod:`.bearer_gate`: what the stack and the executor (and
+  the conductor) agree on across the image boundary; the images carry byte-for-byte copies
+  (:mod:`.image_copies`, ``scripts/sync-contract``);
+- :mod:`.engine_api` and :mod:`.provider_forms`: what each Docker Engine API version takes,
+  and the forms pulumi-docker gives values in;
+- :mod:`.security`: the normalized spec view, the rules by scope with their table and
+  runner, the adapters from Pulumi props and ``docker inspect``, the seccomp profiles;
+- :mod:`.paths`: where the repository keeps what is read at run time.
 
-It imports nothing but the standard library and itself: the stack's settings
-(``stacks``), the Pulumi components (``components``), the policy pack
-(``policies``), the operator commands (``operate``) and the tests all build on
-it, and the policy pack needs nothing else.
+It imports nothing but the standard library and itself: the settings (``stacks``), the
+Pulumi components (``components``), the policy pack (``policies``, which needs nothing
+else), the operator commands (``operate``), the harness and the tests build on it.
 """

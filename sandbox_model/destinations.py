@@ -47,6 +47,8 @@ CONDUCTOR_PROJECT_MOUNT = "/project"
 # ---- the gateways ---------------------------------------------------------------------------------
 #: The egress gateway's proxy port (squid's http_port).
 PROXY_PORT = 3128
+#: Where an ingress gateway listens inside its container (the port it publishes on 127.0.0.1).
+INGRESS_LISTEN_PORT = 8080
 
 # ---- the user's MCP servers -----------------------------------------------------------------------
 #: ``{secret:<name>}`` in a header value: the entry <name> of the secret stack key ``mcp_secrets``.
@@ -70,7 +72,9 @@ class Destination:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.scheme not in {"http", "https"} or not _HOST.match(host):
-            raise ValueError(f"{url!r}: the egress gateway admits http(s) URLs whose host is a name or an "
-                             "IPv4 address. Fix: give e.g. http://host.docker.internal:1234/v1")
+            raise ValueError(
+                f"{url!r}: the egress gateway admits http(s) URLs whose host is a name or an "
+                "IPv4 address. Fix: give e.g. http://host.docker.internal:1234/v1"
+            )
         tls = parts.scheme == "https"
         return cls(host=host, port=parts.port or (443 if tls else 80), tls=tls)

@@ -43,8 +43,15 @@ def go_duration(seconds: float) -> str:
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NANOS_PER_SECOND,
-                     "m": 60 * NANOS_PER_SECOND, "h": 3600 * NANOS_PER_SECOND}
+_DURATION_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": NANOS_PER_SECOND,
+    "m": 60 * NANOS_PER_SECOND,
+    "h": 3600 * NANOS_PER_SECOND,
+}
 
 
 def parse_go_duration(text: str) -> int:
@@ -95,5 +102,6 @@ def parse_cpus(text: str) -> int:
 def cpus_round_trip(cpus: float) -> bool:
     """Whether the provider reads ``provider_cpus(cpus)`` back as itself (``0.05`` reads back as ``0.1``)."""
     written = provider_cpus(cpus)
-    return provider_cpus(parse_cpus(written) / NANOS_PER_SECOND) == written and \
-        parse_cpus(written) == round(Fraction(cpus) * NANOS_PER_SECOND)
+    return provider_cpus(parse_cpus(written) / NANOS_PER_SECOND) == written and parse_cpus(written) == round(
+        Fraction(cpus) * NANOS_PER_SECOND
+    )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from sandbox_model.roles import Role
+
 
 @dataclass(frozen=True)
 class NetworkDesign:
@@ -22,27 +23,42 @@ class NetworkDesign:
 #: README's networks table says the same. The workspace and the model server never meet: the model
 #: gateway, which alone holds the model API key, stands between them.
 NETWORKS: Mapping[str, NetworkDesign] = {
-    "model": NetworkDesign(True, frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value}),
-                           "the workspace → the model gateway: the OpenAI API, with no key"),
+    "model": NetworkDesign(
+        True,
+        frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value}),
+        "the workspace → the model gateway: the OpenAI API, with no key",
+    ),
     "model-upstream": NetworkDesign(
-        True, frozenset({Role.MODEL_GATEWAY.value, Role.MODEL.value, Role.INGRESS_GATEWAY.value}),
+        True,
+        frozenset({Role.MODEL_GATEWAY.value, Role.MODEL.value, Role.INGRESS_GATEWAY.value}),
         "the model gateway → the in-stack model server, with the key; the model-API ingress gateway "
-        "too when `model.host_port` publishes the model. No such network with an external model"),
-    "executor": NetworkDesign(True, frozenset({Role.WORKSPACE.value, Role.EXECUTOR.value}),
-                              "the workspace → the executors, with the token"),
+        "too when `model.host_port` publishes the model. No such network with an external model",
+    ),
+    "executor": NetworkDesign(
+        True, frozenset({Role.WORKSPACE.value, Role.EXECUTOR.value}), "the workspace → the executors, with the token"
+    ),
     "ingress": NetworkDesign(
-        True, frozenset({Role.INGRESS_GATEWAY.value, Role.WORKSPACE.value, Role.CONDUCTOR.value}),
+        True,
+        frozenset({Role.INGRESS_GATEWAY.value, Role.WORKSPACE.value, Role.CONDUCTOR.value}),
         "the web ingress gateway → the workspace's web UI; the conductor (when enabled) → the workspace's "
-        "OpenCode API, with the web password"),
-    "conductor": NetworkDesign(True, frozenset({Role.INGRESS_GATEWAY.value, Role.CONDUCTOR.value}),
-                               "the conductor's ingress gateway → the conductor's MCP endpoint, with its token. "
-                               "Only when `conductor.enabled`"),
-    "edge": NetworkDesign(False, frozenset({Role.INGRESS_GATEWAY.value}),
-                          "where the ingress gateways publish their ports, on 127.0.0.1 only (no masquerading)"),
+        "OpenCode API, with the web password",
+    ),
+    "conductor": NetworkDesign(
+        True,
+        frozenset({Role.INGRESS_GATEWAY.value, Role.CONDUCTOR.value}),
+        "the conductor's ingress gateway → the conductor's MCP endpoint, with its token. Only when `conductor.enabled`",
+    ),
+    "edge": NetworkDesign(
+        False,
+        frozenset({Role.INGRESS_GATEWAY.value}),
+        "where the ingress gateways publish their ports, on 127.0.0.1 only (no masquerading)",
+    ),
     "egress": NetworkDesign(
-        True, frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value, Role.EGRESS_GATEWAY.value}),
+        True,
+        frozenset({Role.WORKSPACE.value, Role.MODEL_GATEWAY.value, Role.EGRESS_GATEWAY.value}),
         "the workspace (when `egress.allow` names any, or `workspace.mcp_servers` declares any) and the model "
-        "gateway (with an external model) → the egress gateway's proxy"),
+        "gateway (with an external model) → the egress gateway's proxy",
+    ),
     "outside": NetworkDesign(False, frozenset({Role.EGRESS_GATEWAY.value}), "the egress gateway's route out"),
 }
 
@@ -53,7 +69,10 @@ GATEWAY_ROLES = frozenset(role for net in NETWORKS.values() if not net.internal 
 #: is a design violation (the workspace and the model server, above all).
 INTENDED_NETWORK_PEERS = frozenset(
     frozenset({first, second})
-    for net in NETWORKS.values() for first in net.roles for second in net.roles if first != second
+    for net in NETWORKS.values()
+    for first in net.roles
+    for second in net.roles
+    if first != second
 )
 
 #: Options of every internal network. A bridge network's gateway address belongs to the host, and

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -39,7 +40,7 @@ class StackSecrets:
     #: The conductor's bearer token (conductor.enabled only).
     conductor_token: pulumi.Output[str] | None = None
     #: The values ``{secret:<name>}`` in ``workspace.mcp_servers`` headers stand for, by name.
-    mcp_secrets: Mapping[str, pulumi.Output[str]] = None
+    mcp_secrets: Mapping[str, pulumi.Output[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _format_error(error: Mapping[str, Any]) -> str:
     kind, message = error["type"], error["msg"]
     value = error.get("input")
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     if kind == "missing":
         return f"{key} is not set. Fix: {_config_set_hint(path)}"
     if kind == "extra_forbidden":
@@ -91,7 +92,7 @@ def _format_error(error: Mapping[str, Any]) -> str:
     blamed = re.match(r"^([a-z_]+(?:\.[a-z_]+)*) = ", message)
     if blamed and isinstance(value, Mapping):
         nested = f"{path}.{blamed.group(1)}" if path else blamed.group(1)
-        return f"{PROJECT}:{nested}{message[len(blamed.group(1)):]}"
+        return f"{PROJECT}:{nested}{message[len(blamed.group(1)) :]}"
     shown = json.dumps(value, default=str) if not isinstance(value, Mapping) else "{...}"
     if "Fix:" not in message:
         message = f"{message}. Fix: {_config_set_hint(path)} with a valid value"
@@ -100,8 +101,10 @@ def _format_error(error: Mapping[str, Any]) -> str:
 
 def validate_settings(stack: str, raw: Mapping[str, Any]) -> Settings:
     """Validate decoded config values (short keys) into :class:`Settings`, or raise SettingsError."""
-    problems = [f"{PROJECT}:{key} is not a known setting. Fix: remove it (known: {', '.join(sorted(KNOWN_KEYS))})"
-                for key in sorted(set(raw) - KNOWN_KEYS)]
+    problems = [
+        f"{PROJECT}:{key} is not a known setting. Fix: remove it (known: {', '.join(sorted(KNOWN_KEYS))})"
+        for key in sorted(set(raw) - KNOWN_KEYS)
+    ]
     data = {key: _decode(raw[key]) for key in SETTINGS_KEYS if key in raw}
     try:
         settings = Settings.model_validate({"stack": stack, **data})
@@ -110,7 +113,7 @@ def validate_settings(stack: str, raw: Mapping[str, Any]) -> Settings:
         settings = None
     if settings is not None:
         problems.extend(_mcp_secret_problems(settings, raw.get("mcp_secrets")))
-    if problems:
+    if problems or settings is None:
         raise SettingsError("invalid stack settings:\n  - " + "\n  - ".join(problems))
     return settings
 
@@ -119,8 +122,10 @@ def _mcp_secret_names(value: Any) -> tuple[list[str], str | None]:
     """The entry names of ``mcp_secrets`` (never its values), or the problem with its shape."""
     decoded = _decode(value) if value is not None else {}
     if not isinstance(decoded, Mapping) or not all(isinstance(v, str) and v for v in decoded.values()):
-        return [], (f"{PROJECT}:mcp_secrets is not a map of names to non-empty strings. Fix: pulumi config set "
-                    f"--secret --path '{PROJECT}:mcp_secrets.<name>' <value>")
+        return [], (
+            f"{PROJECT}:mcp_secrets is not a map of names to non-empty strings. Fix: pulumi config set "
+            f"--secret --path '{PROJECT}:mcp_secrets.<name>' <value>"
+        )
     return sorted(decoded), None
 
 
@@ -135,7 +140,8 @@ def _mcp_secret_problems(settings: Settings, raw_secrets: Any) -> list[str]:
                 problems.append(
                     f"{PROJECT}:workspace.mcp_servers.{server}.headers refers to {{secret:{name}}}, which "
                     f"{PROJECT}:mcp_secrets does not hold. Fix: pulumi config set --secret --path "
-                    f"'{PROJECT}:mcp_secrets.{name}' <value>")
+                    f"'{PROJECT}:mcp_secrets.{name}' <value>"
+                )
     return problems
 
 
@@ -144,14 +150,18 @@ def load_stack_inputs() -> StackInputs:
     problems = []
     for key in SECRET_KEYS:
         if key in raw and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
-            problems.append(f"{PROJECT}:{key} is stored as plain text. Fix: pulumi config rm {PROJECT}:{key} && "
-                            f"pulumi config set --secret {PROJECT}:{key} <value>")
+            problems.append(
+                f"{PROJECT}:{key} is stored as plain text. Fix: pulumi config rm {PROJECT}:{key} && "
+                f"pulumi config set --secret {PROJECT}:{key} <value>"
+            )
     if problems:
         raise SettingsError("invalid stack settings:\n  - " + "\n  - ".join(problems))
     settings = validate_settings(pulumi.get_stack(), raw)
     config = pulumi.Config(PROJECT)
-    secrets = StackSecrets(**{key: config.get_secret(key) for key in SECRET_KEYS if key != "mcp_secrets"},
-                           mcp_secrets=_mcp_secret_outputs(config, raw.get("mcp_secrets")))
+    secrets = StackSecrets(
+        **{key: config.get_secret(key) for key in SECRET_KEYS if key != "mcp_secrets"},
+        mcp_secrets=_mcp_secret_outputs(config, raw.get("mcp_secrets")),
+    )
     return StackInputs(settings=settings, secrets=secrets)
 
 
@@ -160,4 +170,8 @@ def _mcp_secret_outputs(config: pulumi.Config, raw_value: Any) -> dict[str, pulu
     if not names:
         return {}
     whole = config.require_secret_object("mcp_secrets")
-    return {name: pulumi.Output.secret(whole.apply(lambda values, name=name: values[name])) for name in names}
+    return {name: pulumi.Output.secret(whole.apply(_entry(name))) for name in names}
+
+
+def _entry(name: str) -> Callable[[Mapping[str, str]], str]:
+    return lambda values: values[name]

@@ -103,8 +103,12 @@ def plan_for(settings: Settings) -> Plan:
     conductor = settings.conductor.enabled
     host_port = model.host_port if isinstance(model, (VllmModel, TestDoubleModel)) else None
 
-    present = {"model-upstream": in_stack_model, "egress": egress_gateway, "outside": egress_gateway,
-               "conductor": conductor}
+    present = {
+        "model-upstream": in_stack_model,
+        "egress": egress_gateway,
+        "outside": egress_gateway,
+        "conductor": conductor,
+    }
     assert set(present) == set(_CONDITIONAL_NETWORKS) <= set(NETWORKS)
     networks = tuple(purpose for purpose in NETWORKS if present.get(purpose, True))
 
@@ -121,8 +125,16 @@ def plan_for(settings: Settings) -> Plan:
     destinations += [Destination.from_url(server.url) for server in mcp_servers.values()]
 
     containers = list(ALWAYS_EXPORTED_CONTAINERS)
-    exports = ["web_url", "web_user", "web_password", "model_endpoint", "executor_endpoints", "executor_token",
-               "model_api_key", "networks"]
+    exports = [
+        "web_url",
+        "web_user",
+        "web_password",
+        "model_endpoint",
+        "executor_endpoints",
+        "executor_token",
+        "model_api_key",
+        "networks",
+    ]
     if in_stack_model:
         containers.append("model")
     if egress_gateway:

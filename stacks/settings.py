@@ -18,18 +18,22 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sandbox_model.engine_api import (OLDEST_SUPPORTED_API, SECCOMP_BUILTIN, ApiVersion, format_api_version,
-                                   parse_api_version)
-from sandbox_model.provider_forms import cpus_round_trip, provider_cpus
 from sandbox_model import executor_contract
 from sandbox_model.destinations import EXECUTOR_MCP_NAME, MCP_SECRET_REFERENCE, Destination
+from sandbox_model.engine_api import (
+    OLDEST_SUPPORTED_API,
+    SECCOMP_BUILTIN,
+    ApiVersion,
+    format_api_version,
+    parse_api_version,
+)
+from sandbox_model.provider_forms import cpus_round_trip, provider_cpus
 from sandbox_model.security.baseline import is_loopback_address
 from sandbox_model.security.rules_resource import image_reference_problem
-
 
 _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN_PATTERN = re.compile(rf"^(\*\.)?{_DOMAIN_LABEL}(\.{_DOMAIN_LABEL})+$")
@@ -59,12 +63,16 @@ def _existing_directory(path: Path) -> Path:
 
 def _extra_ca_file(path: Path) -> Path:
     if not path.is_file():
-        raise ValueError(f"{path} does not exist. Fix: give a PEM file with your proxy's CA certificate(s) "
-                         "(scripts/extra-ca-from-host writes one from this host's trust store), or remove the setting")
+        raise ValueError(
+            f"{path} does not exist. Fix: give a PEM file with your proxy's CA certificate(s) "
+            "(scripts/extra-ca-from-host writes one from this host's trust store), or remove the setting"
+        )
     size = path.stat().st_size
     if size > MAX_EXTRA_CA_BYTES:
-        raise ValueError(f"{path} is {size} bytes. Fix: give only the extra CA certificate(s), not a whole bundle "
-                         f"(at most {MAX_EXTRA_CA_BYTES} bytes)")
+        raise ValueError(
+            f"{path} is {size} bytes. Fix: give only the extra CA certificate(s), not a whole bundle "
+            f"(at most {MAX_EXTRA_CA_BYTES} bytes)"
+        )
     if _PEM_CERTIFICATE not in path.read_text(errors="replace"):
         raise ValueError(f"{path} holds no PEM certificate. Fix: give a file with '{_PEM_CERTIFICATE}' blocks")
     return path
@@ -91,8 +99,10 @@ _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?")
 
 def _debian_package(entry: str) -> str:
     if not _DEBIAN_PACKAGE.fullmatch(entry):
-        raise ValueError(f"{entry!r} is not a Debian package name (optionally name=version). "
-                         "Fix: use the name `apt-cache show` knows, e.g. python3-pytest or nodejs")
+        raise ValueError(
+            f"{entry!r} is not a Debian package name (optionally name=version). "
+            "Fix: use the name `apt-cache show` knows, e.g. python3-pytest or nodejs"
+        )
     return entry
 
 
@@ -109,8 +119,10 @@ class UserIds(_Strict):
     @classmethod
     def _not_root(cls, value: int, info) -> int:
         if value <= 0:
-            raise ValueError(f"{info.field_name} {value} is root or invalid. Fix: use a non-root id (> 0), "
-                             f"e.g. your own (`id -{info.field_name[0]}`)")
+            raise ValueError(
+                f"{info.field_name} {value} is root or invalid. Fix: use a non-root id (> 0), "
+                f"e.g. your own (`id -{info.field_name[0]}`)"
+            )
         return value
 
     @property
@@ -127,9 +139,11 @@ class Limits(_Strict):
     @classmethod
     def _cpus_read_back_unchanged(cls, value: float) -> float:
         if not cpus_round_trip(value):
-            raise ValueError(f"cpus = {value:g} is read back by pulumi-docker as {provider_cpus(value)}, so every "
-                             "refresh would see a change. Fix: choose a value it reads back unchanged, "
-                             "e.g. 0.5, 1, 1.25 or 2")
+            raise ValueError(
+                f"cpus = {value:g} is read back by pulumi-docker as {provider_cpus(value)}, so every "
+                "refresh would see a change. Fix: choose a value it reads back unchanged, "
+                "e.g. 0.5, 1, 1.25 or 2"
+            )
         return value
 
 
@@ -142,8 +156,10 @@ class EngineSettings(_Strict):
     @classmethod
     def _supported(cls, value: str) -> str:
         if parse_api_version(value) < OLDEST_SUPPORTED_API:
-            raise ValueError(f"Engine API {value} is older than Docker 20.10's "
-                             f"({format_api_version(OLDEST_SUPPORTED_API)}). Fix: upgrade the Docker engine")
+            raise ValueError(
+                f"Engine API {value} is older than Docker 20.10's "
+                f"({format_api_version(OLDEST_SUPPORTED_API)}). Fix: upgrade the Docker engine"
+            )
         return value
 
     @property
@@ -173,8 +189,10 @@ class WebSettings(_Strict):
         except ValueError:
             raise ValueError(f"{value!r} is not an IP address. Fix: use 127.0.0.1") from None
         if not is_loopback_address(value):
-            raise ValueError(f"{value} is not a loopback address, so the web UI would be reachable from the "
-                             "network. Fix: use 127.0.0.1 (reach it remotely through an SSH tunnel)")
+            raise ValueError(
+                f"{value} is not a loopback address, so the web UI would be reachable from the "
+                "network. Fix: use 127.0.0.1 (reach it remotely through an SSH tunnel)"
+            )
         return value
 
 
@@ -197,7 +215,8 @@ LOCAL_MCP_REFUSAL = (
     "local (stdio) MCP servers would run their code inside the workspace, next to the stack's secrets, "
     "and are not supported. Fix: run the server as a remote MCP server (streamable HTTP), e.g. outside "
     "the sandbox, and declare its URL here (url: https://..., headers from mcp_secrets); or, for code "
-    "that must run next to the project, use the executors (executors.packages, executors.test_command)")
+    "that must run next to the project, use the executors (executors.packages, executors.test_command)"
+)
 
 
 def _mcp_header_value(value: str) -> str:
@@ -205,9 +224,11 @@ def _mcp_header_value(value: str) -> str:
     # OpenCode substitutes {env:...} and {file:...} anywhere in its config: a literal one would send
     # the workspace's own secrets (or files) to the remote.
     if "{" in literal or "}" in literal or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError(f"{value!r} holds braces or control characters other than {{secret:<name>}} references. "
-                         "Fix: write secret values as {secret:<name>} (an entry of the secret mcp_secrets) and "
-                         "nothing else in braces")
+        raise ValueError(
+            f"{value!r} holds braces or control characters other than {{secret:<name>}} references. "
+            "Fix: write secret values as {secret:<name>} (an entry of the secret mcp_secrets) and "
+            "nothing else in braces"
+        )
     return value
 
 
@@ -218,8 +239,7 @@ class McpServer(_Strict):
     #: http(s), host a name or an IPv4 address: its host:port is added to the egress allowlist.
     url: str
     #: Header -> value; ``{secret:<name>}`` stands for the entry <name> of the secret ``mcp_secrets``.
-    headers: dict[str, Annotated[str, AfterValidator(_mcp_header_value)]] = Field(default_factory=dict,
-                                                                                  max_length=16)
+    headers: dict[str, Annotated[str, AfterValidator(_mcp_header_value)]] = Field(default_factory=dict, max_length=16)
     #: ``allow``: its tools (``<name>_*``) run at once; ``ask``: each call waits for your approval.
     approval: Literal["allow", "ask"] = "allow"
     enabled: bool = True
@@ -228,8 +248,7 @@ class McpServer(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _remote_only(cls, value):
-        if isinstance(value, dict) and (value.get("type") == "local"
-                                        or any(key in value for key in _LOCAL_MCP_KEYS)):
+        if isinstance(value, dict) and (value.get("type") == "local" or any(key in value for key in _LOCAL_MCP_KEYS)):
             raise ValueError(LOCAL_MCP_REFUSAL)
         return value
 
@@ -237,14 +256,18 @@ class McpServer(_Strict):
     @classmethod
     def _http_url(cls, value: str) -> str:
         if "{" in value or "}" in value:
-            raise ValueError(f"{value!r} holds braces (OpenCode would substitute them). Fix: give the URL as is; "
-                             "put credentials in headers, from mcp_secrets")
+            raise ValueError(
+                f"{value!r} holds braces (OpenCode would substitute them). Fix: give the URL as is; "
+                "put credentials in headers, from mcp_secrets"
+            )
         Destination.from_url(value)  # the egress gateway must be able to admit exactly this endpoint
         from urllib.parse import urlsplit
 
         if urlsplit(value).username or urlsplit(value).password:
-            raise ValueError(f"{value!r} carries credentials. Fix: remove them from the URL and send them in "
-                             "a header from mcp_secrets, e.g. Authorization: 'Bearer {secret:<name>}'")
+            raise ValueError(
+                f"{value!r} carries credentials. Fix: remove them from the URL and send them in "
+                "a header from mcp_secrets, e.g. Authorization: 'Bearer {secret:<name>}'"
+            )
         return value
 
     @field_validator("headers")
@@ -263,11 +286,15 @@ class McpServer(_Strict):
 def _mcp_servers(servers: dict) -> dict:
     for name in servers:
         if not _MCP_NAME.match(name):
-            raise ValueError(f"{name!r} is not an MCP server name. Fix: use lower-case letters, digits and '-' "
-                             "(no '_': OpenCode names its tools <name>_<tool>), at most 31, starting with a letter")
+            raise ValueError(
+                f"{name!r} is not an MCP server name. Fix: use lower-case letters, digits and '-' "
+                "(no '_': OpenCode names its tools <name>_<tool>), at most 31, starting with a letter"
+            )
         if name in RESERVED_MCP_NAMES:
-            raise ValueError(f"{name!r} is reserved (the stack's own executor server, or a prefix of OpenCode's "
-                             f"built-in tools: {', '.join(RESERVED_MCP_NAMES)}). Fix: choose another name")
+            raise ValueError(
+                f"{name!r} is reserved (the stack's own executor server, or a prefix of OpenCode's "
+                f"built-in tools: {', '.join(RESERVED_MCP_NAMES)}). Fix: choose another name"
+            )
     return servers
 
 
@@ -285,15 +312,18 @@ class WorkspaceSettings(_Strict):
     #: in the web UI (``ask``) or runs at once (``allow``). ``opencode run`` rejects every ``ask``.
     executor_approval: Literal["allow", "ask"] = "allow"
     #: The user's remote MCP servers, by name (their tools are ``<name>_*``); see :class:`McpServer`.
-    mcp_servers: Annotated[dict[str, McpServer], AfterValidator(_mcp_servers)] = Field(default_factory=dict,
-                                                                                       max_length=16)
+    mcp_servers: Annotated[dict[str, McpServer], AfterValidator(_mcp_servers)] = Field(
+        default_factory=dict, max_length=16
+    )
 
     @field_validator("executor_approval", mode="before")
     @classmethod
     def _approval(cls, value):
         if value not in ("allow", "ask"):
-            raise ValueError(f"{value!r} is not an approval mode. Fix: use 'allow' (executor runs start at once) "
-                             "or 'ask' (each run waits for your approval in the web UI)")
+            raise ValueError(
+                f"{value!r} is not an approval mode. Fix: use 'allow' (executor runs start at once) "
+                "or 'ask' (each run waits for your approval in the web UI)"
+            )
         return value
 
     @field_validator("user", mode="before")
@@ -304,8 +334,10 @@ class WorkspaceSettings(_Strict):
     @model_validator(mode="after")
     def _shared_is_not_project(self):
         if self.shared_dir is not None and Path(self.shared_dir) == Path(self.project_dir):
-            raise ValueError(f"shared_dir = {self.shared_dir}: it is the project_dir, which is already mounted "
-                             "read-write. Fix: point shared_dir elsewhere or remove it")
+            raise ValueError(
+                f"shared_dir = {self.shared_dir}: it is the project_dir, which is already mounted "
+                "read-write. Fix: point shared_dir elsewhere or remove it"
+            )
         return self
 
 
@@ -320,19 +352,23 @@ class ExecutorSettings(_Strict):
     # What the executor service accepts (sandbox_model.executor_contract, the service's copy): a value
     # it would refuse at start is refused here, before anything is deployed.
     default_timeout_s: float = Field(default=executor_contract.DEFAULT_TIMEOUT_S, gt=0)
-    max_timeout_s: float = Field(default=executor_contract.MAX_TIMEOUT_S, gt=0,
-                                 le=executor_contract.MAX_TIMEOUT_S_CEILING)
-    max_output_bytes: int = Field(default=executor_contract.MAX_OUTPUT_BYTES, gt=0,
-                                  le=executor_contract.MAX_OUTPUT_BYTES_CEILING)
-    max_source_bytes: int = Field(default=executor_contract.MAX_SOURCE_BYTES, gt=0,
-                                  le=executor_contract.MAX_SOURCE_BYTES_CEILING)
+    max_timeout_s: float = Field(
+        default=executor_contract.MAX_TIMEOUT_S, gt=0, le=executor_contract.MAX_TIMEOUT_S_CEILING
+    )
+    max_output_bytes: int = Field(
+        default=executor_contract.MAX_OUTPUT_BYTES, gt=0, le=executor_contract.MAX_OUTPUT_BYTES_CEILING
+    )
+    max_source_bytes: int = Field(
+        default=executor_contract.MAX_SOURCE_BYTES, gt=0, le=executor_contract.MAX_SOURCE_BYTES_CEILING
+    )
     #: Debian packages (bookworm) installed into the executor image for jobs, e.g. python3-pytest,
     #: nodejs, npm, make, git: the reviewed way a toolchain reaches the sandbox (nothing is installed
     #: at run time; jobs have no network). `name` or `name=version`.
     packages: list[DebianPackage] = Field(default_factory=list, max_length=64)
     #: What the executor tool run_tests runs in the project (a POSIX sh command line).
-    test_command: str = Field(default=executor_contract.TEST_COMMAND, min_length=1,
-                              max_length=executor_contract.TEST_COMMAND_MAX_LENGTH)
+    test_command: str = Field(
+        default=executor_contract.TEST_COMMAND, min_length=1, max_length=executor_contract.TEST_COMMAND_MAX_LENGTH
+    )
 
     @field_validator("packages")
     @classmethod
@@ -346,11 +382,15 @@ class ExecutorSettings(_Strict):
     @model_validator(mode="after")
     def _consistent(self):
         if self.default_timeout_s > self.max_timeout_s:
-            raise ValueError(f"default_timeout_s {self.default_timeout_s} exceeds max_timeout_s "
-                             f"{self.max_timeout_s}. Fix: lower the default or raise the maximum")
+            raise ValueError(
+                f"default_timeout_s {self.default_timeout_s} exceeds max_timeout_s "
+                f"{self.max_timeout_s}. Fix: lower the default or raise the maximum"
+            )
         if self.limits.nproc < executor_contract.MIN_CONTAINER_NPROC:
-            raise ValueError(f"limits.nproc = {self.limits.nproc}: that leaves the executor service no room "
-                             f"beside a job. Fix: allow at least {executor_contract.MIN_CONTAINER_NPROC} processes")
+            raise ValueError(
+                f"limits.nproc = {self.limits.nproc}: that leaves the executor service no room "
+                f"beside a job. Fix: allow at least {executor_contract.MIN_CONTAINER_NPROC} processes"
+            )
         return self
 
     @property
@@ -405,7 +445,7 @@ class VllmModel(_Strict):
     max_model_len: int = Field(default=32768, gt=0)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     #: "all", or the device ids/UUIDs to give vLLM.
-    gpus: Union[Literal["all"], list[str]] = "all"
+    gpus: Literal["all"] | list[str] = "all"
     shm_size_mb: int = Field(default=2048, gt=0)
     #: Hugging Face cache with the weights (fetched beforehand: the model server has no route out).
     cache_dir: HostPath
@@ -442,15 +482,17 @@ class TestDoubleModel(_Strict):
     host_port: int | None = Field(default=None, ge=1024, le=65535)
 
 
-ModelSettings = Annotated[Union[VllmModel, ExternalModel, TestDoubleModel], Field(discriminator="backend")]
+ModelSettings = Annotated[VllmModel | ExternalModel | TestDoubleModel, Field(discriminator="backend")]
 
 
 def _domain_pattern(value: str) -> str:
     lowered = value.strip().lower()
     # A numeric last label is an IP address, never a domain (no top-level domain is numeric).
     if not _DOMAIN_PATTERN.match(lowered) or lowered.rsplit(".", 1)[-1].isdigit():
-        raise ValueError(f"{value!r} is not a domain name or '*.domain'. Fix: give a domain name such as "
-                         "'pypi.org' or '*.pythonhosted.org' (no scheme, port or path; IP addresses are not allowed)")
+        raise ValueError(
+            f"{value!r} is not a domain name or '*.domain'. Fix: give a domain name such as "
+            "'pypi.org' or '*.pythonhosted.org' (no scheme, port or path; IP addresses are not allowed)"
+        )
     return lowered
 
 
@@ -508,22 +550,31 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _engine_runs_the_model(self):
-        if isinstance(self.model, VllmModel) and self.model.seccomp == "builtin" \
-                and not SECCOMP_BUILTIN.supported_by(self.engine.api):
+        if (
+            isinstance(self.model, VllmModel)
+            and self.model.seccomp == "builtin"
+            and not SECCOMP_BUILTIN.supported_by(self.engine.api)
+        ):
             raise ValueError(
                 f"model.seccomp = builtin needs Docker {SECCOMP_BUILTIN.docker_release}+ (Engine API "
                 f"{format_api_version(SECCOMP_BUILTIN.min_api)}), but engine.api_version = {self.engine.api_version}. "
                 "Fix: set engine.api_version to your engine's (docker version --format '{{.Server.APIVersion}}') "
-                "or model.seccomp: service")
+                "or model.seccomp: service"
+            )
         return self
 
     @model_validator(mode="after")
     def _conductor_port_free(self):
-        ports = {"workspace.web.port": self.workspace.web.port, "model.host_port": getattr(self.model, "host_port", None)}
+        ports = {
+            "workspace.web.port": self.workspace.web.port,
+            "model.host_port": getattr(self.model, "host_port", None),
+        }
         for key, port in ports.items():
             if self.conductor.enabled and port == self.conductor.host_port:
-                raise ValueError(f"conductor.host_port = {self.conductor.host_port}: {key} publishes that port "
-                                 "already. Fix: choose another conductor.host_port")
+                raise ValueError(
+                    f"conductor.host_port = {self.conductor.host_port}: {key} publishes that port "
+                    "already. Fix: choose another conductor.host_port"
+                )
         return self
 
     @model_validator(mode="after")
@@ -536,14 +587,18 @@ class Settings(_Strict):
             others.append(("model.user.uid", self.model_user.uid))
         for key, uid in [*others, *((f"gateways.uid_base + {i}", u) for i, u in enumerate(self.gateways.uids))]:
             if uid in executor_uids:
-                raise ValueError(f"executors.uid_base = {self.executors.uid_base}: with count = "
-                                 f"{self.executors.count} the executors' UIDs include {key} = {uid}. Fix: move "
-                                 "executors.uid_base so no other role shares an executor's UID")
+                raise ValueError(
+                    f"executors.uid_base = {self.executors.uid_base}: with count = "
+                    f"{self.executors.count} the executors' UIDs include {key} = {uid}. Fix: move "
+                    "executors.uid_base so no other role shares an executor's UID"
+                )
         for key, uid in others:
             if uid in self.gateways.uids:
-                raise ValueError(f"gateways.uid_base = {self.gateways.uid_base}: the gateways' UIDs "
-                                 f"({self.gateways.uids.start}-{self.gateways.uids.stop - 1}) include {key} = {uid}. "
-                                 "Fix: move gateways.uid_base")
+                raise ValueError(
+                    f"gateways.uid_base = {self.gateways.uid_base}: the gateways' UIDs "
+                    f"({self.gateways.uids.start}-{self.gateways.uids.stop - 1}) include {key} = {uid}. "
+                    "Fix: move gateways.uid_base"
+                )
         return self
 
     @property
@@ -559,7 +614,9 @@ def invoking_user() -> UserIds:
     """The user running Pulumi, as the default workspace identity."""
     uid, gid = os.getuid(), os.getgid()
     if uid == 0 or gid == 0:
-        raise ValueError("not set, and Pulumi runs as root so it cannot default to the invoking user. Fix: set "
-                         "the uid/gid that should own the project files: pulumi config set --path "
-                         "'opencode-sandbox:workspace.user.uid' 1000 (and the same for .gid)")
+        raise ValueError(
+            "not set, and Pulumi runs as root so it cannot default to the invoking user. Fix: set "
+            "the uid/gid that should own the project files: pulumi config set --path "
+            "'opencode-sandbox:workspace.user.uid' 1000 (and the same for .gid)"
+        )
     return UserIds(uid=uid, gid=gid)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.engine import engine_problem, in_ci
-from harness.pulumi_cli import toolchain_problem
 from harness.program import STACKS, developer_machine, run_program
+from harness.pulumi_cli import toolchain_problem
 
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
 
@@ -37,7 +37,7 @@ def _require(items, marker_name: str, problem: str | None, what: str, fixture: s
 
 
 #: The top directory of tests/ a test lives in is its cost class, and its marker (pyproject.toml).
-COST_CLASSES = ("fast", "image", "stack", "docs")
+COST_CLASSES = ("fast", "host", "image", "stack", "docs")
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -51,8 +51,13 @@ def _cost_class(item) -> str:
 def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(getattr(pytest.mark, _cost_class(item)))
-    _require(items, "docker", engine_problem() if any(i.get_closest_marker("docker") for i in items) else None,
-             "the Docker engine", "_engine_required_in_ci")
+    _require(
+        items,
+        "docker",
+        engine_problem() if any(i.get_closest_marker("docker") for i in items) else None,
+        "the Docker engine",
+        "_engine_required_in_ci",
+    )
     _require(items, "pulumi", toolchain_problem(), "the Pulumi CLI", "_toolchain_required_in_ci")
 
 

@@ -319,7 +319,13 @@ def decide_reply(chat: ChatRequest) -> Reply:
 def _usage(chat: ChatRequest, reply: Reply) -> dict[str, int]:
     # Word counts stand in for tokens: clients only need plausible, consistent numbers.
     prompt = sum(len(message_text(m).split()) for m in chat.messages)
-    completion = len((reply.text or reply.tool_call.arguments).split())
+    if reply.text:
+        said = reply.text
+    elif reply.tool_call is not None:
+        said = reply.tool_call.arguments
+    else:  # every Reply decide_reply makes has one or the other
+        raise ValueError(f"reply {reply.branch!r} has neither text nor a tool call")
+    completion = len(said.split())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -437,7 +443,7 @@ class ModelDoubleHandler(BaseHTTPRequestHandler):
         except RequestError as exc:
             record["error"] = exc.message
             response = Response(exc.status, body=exc.body(), headers=self._error_headers(exc))
-        except Exception as exc:  # a bug in the double: say so in the log and to the client
+        except Exception as exc:  # noqa: BLE001 - a bug in the double: say so in the log and to the client
             traceback.print_exc()
             record["error"] = f"{exc.__class__.__name__}: {exc}"
             self.close_connection = True
@@ -452,8 +458,10 @@ class ModelDoubleHandler(BaseHTTPRequestHandler):
         try:
             if response.events is not None:
                 self._send_stream(response.events)
-            else:
+            elif response.body is not None:
                 self._send_json(response.status, response.body, response.headers)
+            else:  # every Response made here has a body or events
+                raise ValueError(f"response {response.status} has neither a body nor events")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away; nothing left to tell it
 

@@ -70,16 +70,29 @@ ALLOWED_METHODS = frozenset({"GET", "POST"})
 
 #: Header fields that belong to one connection (RFC 9110 7.6.1), never forwarded either way, and
 #: the fields the gateway sets itself.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-                        "upgrade", "proxy-authenticate", "proxy-authorization"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
 SET_BY_GATEWAY = frozenset({"authorization", "host", "content-length", "expect"})
 
 _TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 #: A field value: visible ASCII, space, tab and obs-text; no other control byte (CR, LF, NUL...).
 _FIELD_VALUE = re.compile(rb"^[\t\x20-\x7e\x80-\xff]*$")
 #: An origin-form target: RFC 3986 path and query characters and %XX escapes only.
-_ORIGIN_FORM = re.compile(r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
-                          r"(?:\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?$")
+_ORIGIN_FORM = re.compile(
+    r"^/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
+    r"(?:\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?$"
+)
 _HOST = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
 _API_KEY = re.compile(r"^[\x21-\x7e]+$")
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] ([1-5][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?$")
@@ -123,14 +136,24 @@ def _endpoint(variable: str, url: str, schemes: tuple[str, ...]) -> tuple[Endpoi
         port = parts.port
     except ValueError:
         port = -1
-    if (parts.scheme not in schemes or not _HOST.match(parts.hostname or "") or parts.username is not None
-            or parts.password is not None or parts.query or parts.fragment or port == -1
-            or (parts.netloc.lower() != (parts.hostname or "") and port is None)):
-        raise ConfigError(f"{variable}={url!r} is not a {' or '.join(s + '://' for s in schemes)} URL whose host is "
-                          "a name or an IPv4 address (no user, query or fragment). Fix: e.g. "
-                          f"{schemes[0]}://opencode-sandbox-ci-model:8000{'/v1' if variable.endswith('UPSTREAM') else ''}")
+    host = parts.hostname or ""  # "" (no host) fails _HOST below
+    if (
+        parts.scheme not in schemes
+        or not _HOST.match(host)
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or port == -1
+        or (parts.netloc.lower() != host and port is None)
+    ):
+        raise ConfigError(
+            f"{variable}={url!r} is not a {' or '.join(s + '://' for s in schemes)} URL whose host is "
+            "a name or an IPv4 address (no user, query or fragment). Fix: e.g. "
+            f"{schemes[0]}://opencode-sandbox-ci-model:8000{'/v1' if variable.endswith('UPSTREAM') else ''}"
+        )
     default = 443 if parts.scheme == "https" else 80
-    return Endpoint(parts.scheme, parts.hostname, port or default), parts.path
+    return Endpoint(parts.scheme, host, port or default), parts.path
 
 
 @dataclass(frozen=True)
@@ -148,27 +171,42 @@ class GatewaySettings:
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
         upstream_url = environ.get("MODEL_GATEWAY_UPSTREAM", "")
         if not upstream_url:
-            raise ConfigError("MODEL_GATEWAY_UPSTREAM is not set. Fix: set it to the upstream's base URL, "
-                              "e.g. http://opencode-sandbox-ci-model:8000/v1")
+            raise ConfigError(
+                "MODEL_GATEWAY_UPSTREAM is not set. Fix: set it to the upstream's base URL, "
+                "e.g. http://opencode-sandbox-ci-model:8000/v1"
+            )
         upstream, path = _endpoint("MODEL_GATEWAY_UPSTREAM", upstream_url, ("http", "https"))
         base_path = "/" + path.strip("/") if path.strip("/") else "/"
         if not _ORIGIN_FORM.match(base_path) or "%" in base_path or _has_dot_segment(base_path):
-            raise ConfigError(f"MODEL_GATEWAY_UPSTREAM={upstream_url!r}: its path {path!r} is not a plain path. "
-                              "Fix: give a base URL such as http://host:8000/v1")
+            raise ConfigError(
+                f"MODEL_GATEWAY_UPSTREAM={upstream_url!r}: its path {path!r} is not a plain path. "
+                "Fix: give a base URL such as http://host:8000/v1"
+            )
         api_key = environ.get("MODEL_GATEWAY_API_KEY") or None
         if api_key is not None and not _API_KEY.match(api_key):
-            raise ConfigError("MODEL_GATEWAY_API_KEY holds spaces or control characters, so it cannot be sent as a "
-                              "bearer token. Fix: use a key of visible ASCII characters only")
+            raise ConfigError(
+                "MODEL_GATEWAY_API_KEY holds spaces or control characters, so it cannot be sent as a "
+                "bearer token. Fix: use a key of visible ASCII characters only"
+            )
         proxy = None
         if environ.get("MODEL_GATEWAY_PROXY"):
             proxy, proxy_path = _endpoint("MODEL_GATEWAY_PROXY", environ["MODEL_GATEWAY_PROXY"], ("http",))
             if proxy_path not in ("", "/"):
-                raise ConfigError(f"MODEL_GATEWAY_PROXY={environ['MODEL_GATEWAY_PROXY']!r} has a path. "
-                                  "Fix: give http://host:port only")
+                raise ConfigError(
+                    f"MODEL_GATEWAY_PROXY={environ['MODEL_GATEWAY_PROXY']!r} has a path. "
+                    "Fix: give http://host:port only"
+                )
         port = _integer(environ, "MODEL_GATEWAY_PORT", DEFAULT_PORT, 0, 65535)
         max_connections = _integer(environ, "MODEL_GATEWAY_MAX_CONNECTIONS", 32, 1, 1024)
-        return cls(upstream=upstream, base_path=base_path, api_key=api_key, proxy=proxy,
-                   host=environ.get("MODEL_GATEWAY_HOST", "0.0.0.0"), port=port, max_connections=max_connections)
+        return cls(
+            upstream=upstream,
+            base_path=base_path,
+            api_key=api_key,
+            proxy=proxy,
+            host=environ.get("MODEL_GATEWAY_HOST", "0.0.0.0"),
+            port=port,
+            max_connections=max_connections,
+        )
 
 
 def _integer(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -230,8 +268,11 @@ def parse_request_head(head: bytes, base_path: str) -> ClientRequest:
     except UnicodeDecodeError:
         raise RequestRefused(400, "the request target is not ASCII") from None
     if not target.startswith("/"):
-        raise RequestRefused(400, "only origin-form targets (/v1/...) are accepted: this gateway forwards to its "
-                                  "one upstream, never to a URI the client names")
+        raise RequestRefused(
+            400,
+            "only origin-form targets (/v1/...) are accepted: this gateway forwards to its "
+            "one upstream, never to a URI the client names",
+        )
     if not _ORIGIN_FORM.match(target):
         raise RequestRefused(400, "the request target holds characters a path or query may not")
     path = target.split("?", 1)[0]
@@ -269,8 +310,13 @@ def parse_request_head(head: bytes, base_path: str) -> ClientRequest:
     if expect and expect != ["100-continue"]:
         raise RequestRefused(417, "only 'Expect: 100-continue' is understood")
 
-    request = ClientRequest(method=method, target=target, headers=tuple(headers), content_length=content_length,
-                            expect_continue=bool(expect))
+    request = ClientRequest(
+        method=method,
+        target=target,
+        headers=tuple(headers),
+        content_length=content_length,
+        expect_continue=bool(expect),
+    )
     if request.path == HEALTH_PATH:
         return request
     prefix = base_path.rstrip("/") + "/"
@@ -281,8 +327,12 @@ def parse_request_head(head: bytes, base_path: str) -> ClientRequest:
 
 def upstream_head(request: ClientRequest, settings: GatewaySettings) -> bytes:
     """The request head sent upstream: the client's end-to-end fields, then the gateway's own."""
-    connection_named = {token.strip().lower() for name, value in request.headers if name.lower() == "connection"
-                        for token in value.split(",")}
+    connection_named = {
+        token.strip().lower()
+        for name, value in request.headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
     dropped = HOP_BY_HOP | SET_BY_GATEWAY | connection_named
     upstream = settings.upstream
     target = request.target
@@ -372,7 +422,7 @@ class ChunkedTracker:
                 if len(self.line) > 4096:
                     raise UpstreamError("a chunk-size or trailer line of the upstream is too long")
                 return len(data)
-            self.line += data[position:end + 1]
+            self.line += data[position : end + 1]
             position = end + 1
             line, self.line = self.line, b""
             if not line.endswith(b"\r\n"):
@@ -397,7 +447,9 @@ def body_framing(response: ResponseHead) -> tuple[str, int]:
     """("none" | "length" | "chunked" | "close", length) of the response body (RFC 9112 6.3)."""
     if response.status in (204, 304) or 100 <= response.status < 200:
         return "none", 0
-    encodings = [token.strip().lower() for value in response.values(b"transfer-encoding") for token in value.split(b",")]
+    encodings = [
+        token.strip().lower() for value in response.values(b"transfer-encoding") for token in value.split(b",")
+    ]
     if encodings:
         return ("chunked", 0) if encodings[-1] == b"chunked" else ("close", 0)
     lengths = {value.strip() for value in response.values(b"content-length")}
@@ -419,7 +471,7 @@ def read_head(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]
         if end != -1:
             if end > MAX_HEAD_BYTES:
                 raise RequestRefused(431, f"the request head exceeds {MAX_HEAD_BYTES} bytes")
-            return data[:end], data[end + 4:]
+            return data[:end], data[end + 4 :]
         if len(data) > MAX_HEAD_BYTES:
             raise RequestRefused(431, f"the request head exceeds {MAX_HEAD_BYTES} bytes")
         chunk = sock.recv(RELAY_CHUNK_BYTES)
@@ -429,21 +481,38 @@ def read_head(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]
 
 
 def error_response(status: int, message: str) -> bytes:
-    reason = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-              411: "Length Required", 413: "Content Too Large", 417: "Expectation Failed",
-              431: "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable",
-              504: "Gateway Timeout", 505: "HTTP Version Not Supported"}.get(status, "Error")
-    body = json.dumps({"error": {"message": f"model gateway: {message}", "type": "model_gateway_error",
-                                 "code": status}}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode()
+    reason = {
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        408: "Request Timeout",
+        411: "Length Required",
+        413: "Content Too Large",
+        417: "Expectation Failed",
+        431: "Request Header Fields Too Large",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+        504: "Gateway Timeout",
+        505: "HTTP Version Not Supported",
+    }.get(status, "Error")
+    body = json.dumps(
+        {"error": {"message": f"model gateway: {message}", "type": "model_gateway_error", "code": status}}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
     return head + body
 
 
 def health_response() -> bytes:
     body = b'{"status":"ok"}'
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode()
-            + b"\r\nConnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
 
 
 def open_upstream(settings: GatewaySettings, tls_context: ssl.SSLContext | None) -> socket.socket:
@@ -453,20 +522,25 @@ def open_upstream(settings: GatewaySettings, tls_context: ssl.SSLContext | None)
     try:
         sock = socket.create_connection((hop.host, hop.port), timeout=UPSTREAM_CONNECT_TIMEOUT_S)
     except OSError as exc:
-        raise UpstreamError(f"cannot connect to {'the proxy ' if settings.proxy else ''}{hop.host}:{hop.port}: "
-                            f"{exc.strerror or exc}") from None
+        raise UpstreamError(
+            f"cannot connect to {'the proxy ' if settings.proxy else ''}{hop.host}:{hop.port}: {exc.strerror or exc}"
+        ) from None
     try:
         if settings.proxy is not None and upstream.scheme == "https":
-            sock.sendall(f"CONNECT {upstream.host}:{upstream.port} HTTP/1.1\r\nHost: {upstream.host}:{upstream.port}"
-                         "\r\n\r\n".encode())
+            sock.sendall(
+                f"CONNECT {upstream.host}:{upstream.port} HTTP/1.1\r\nHost: {upstream.host}:{upstream.port}"
+                "\r\n\r\n".encode()
+            )
             try:
                 head, rest = read_head(sock)
             except (EOFError, RequestRefused):
                 raise UpstreamError("the proxy closed the connection or answered with no HTTP head") from None
             answer = parse_response_head(head)
             if answer.status != 200 or rest:
-                raise UpstreamError(f"the proxy refused the tunnel to {upstream.host}:{upstream.port} "
-                                    f"({answer.raw_status_line.decode('latin-1')})")
+                raise UpstreamError(
+                    f"the proxy refused the tunnel to {upstream.host}:{upstream.port} "
+                    f"({answer.raw_status_line.decode('latin-1')})"
+                )
         if upstream.scheme == "https":
             context = tls_context or ssl.create_default_context()
             try:
@@ -512,7 +586,7 @@ class GatewayHandler(socketserver.BaseRequestHandler):
             record.update(status=record.get("status") or 502, error=str(exc))
             if not record.get("upstream_status"):
                 self._send_quietly(client, error_response(502, str(exc)))
-        except socket.timeout:
+        except TimeoutError:
             record.update(status=record.get("status") or 504, error="timed out")
             if not record.get("upstream_status"):
                 self._send_quietly(client, error_response(504 if record.get("method") else 408, "timed out"))
@@ -555,8 +629,7 @@ class GatewayHandler(socketserver.BaseRequestHandler):
             upstream.sendall(chunk)
             remaining -= len(chunk)
 
-    def _relay_response(self, client: socket.socket, upstream: socket.socket,
-                        record: dict[str, Any]) -> dict[str, Any]:
+    def _relay_response(self, client: socket.socket, upstream: socket.socket, record: dict[str, Any]) -> dict[str, Any]:
         buffered = b""
         while True:
             try:
@@ -575,8 +648,7 @@ class GatewayHandler(socketserver.BaseRequestHandler):
         return {"status": response.status, "upstream_status": response.status, "bytes": sent}
 
     @staticmethod
-    def _relay_body(client: socket.socket, upstream: socket.socket, framing: str, length: int,
-                    buffered: bytes) -> int:
+    def _relay_body(client: socket.socket, upstream: socket.socket, framing: str, length: int, buffered: bytes) -> int:
         tracker = ChunkedTracker() if framing == "chunked" else None
         remaining = length
         sent = 0
@@ -584,7 +656,7 @@ class GatewayHandler(socketserver.BaseRequestHandler):
         while framing != "none":
             if data:
                 if tracker is not None:
-                    data = data[:tracker.feed(data)]
+                    data = data[: tracker.feed(data)]
                 elif framing == "length":
                     data = data[:remaining]
                     remaining -= len(data)
@@ -621,9 +693,15 @@ class GatewayServer(socketserver.ThreadingTCPServer):
 
 def make_server(settings: GatewaySettings, tls_context: ssl.SSLContext | None = None) -> GatewayServer:
     """A bound (not yet serving) gateway; ``server.server_address[1]`` is the real port."""
-    handler = type("BoundGatewayHandler", (GatewayHandler,), {
-        "settings": settings, "tls_context": tls_context,
-        "slots": threading.BoundedSemaphore(settings.max_connections)})
+    handler = type(
+        "BoundGatewayHandler",
+        (GatewayHandler,),
+        {
+            "settings": settings,
+            "tls_context": tls_context,
+            "slots": threading.BoundedSemaphore(settings.max_connections),
+        },
+    )
     return GatewayServer((settings.host, settings.port), handler)
 
 
@@ -640,10 +718,16 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
         return 64
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     server = make_server(settings)
-    log_line({"event": "listening", "host": settings.host, "port": server.server_address[1],
-              "upstream": f"{settings.upstream.scheme}://{settings.upstream.authority}{settings.base_path}",
-              "proxy": f"{settings.proxy.host}:{settings.proxy.port}" if settings.proxy else None,
-              "api_key": settings.api_key is not None})
+    log_line(
+        {
+            "event": "listening",
+            "host": settings.host,
+            "port": server.server_address[1],
+            "upstream": f"{settings.upstream.scheme}://{settings.upstream.authority}{settings.base_path}",
+            "proxy": f"{settings.proxy.host}:{settings.proxy.port}" if settings.proxy else None,
+            "api_key": settings.api_key is not None,
+        }
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

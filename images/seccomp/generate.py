@@ -456,8 +456,7 @@ PROFILES = (
     ),
     Profile(
         "workspace.json",
-        "The OpenCode workspace: the Bun/JavaScriptCore agent binary, git, ripgrep, python3, "
-        "bash, coreutils and curl.",
+        "The OpenCode workspace: the Bun/JavaScriptCore agent binary, git, ripgrep, python3, bash, coreutils and curl.",
         allowed=(*BASE_GROUPS, JIT_RUNTIME, SCHEDULING_POLICY, LINUX_AIO, PIPE_EXTRAS),
         denied=(*ALWAYS_DENIED, DENIED_IPC),
         netlink_route=True,

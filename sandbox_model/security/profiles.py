@@ -12,7 +12,7 @@ import json
 from sandbox_model.paths import SECCOMP_DIR
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def seccomp_profile(name: str) -> str:
     path = SECCOMP_DIR / f"{name}.json"
     try:

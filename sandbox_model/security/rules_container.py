@@ -42,8 +42,11 @@ ContainerCheck = Callable[[ContainerSpec, CheckContext], list[str]]
 def _opts(spec: ContainerSpec, prefix: str) -> list[str]:
     if is_unknown(spec.security_opts):
         return []
-    return [opt.split("=", 1)[1] if "=" in opt else opt.split(":", 1)[1] for opt in spec.security_opts
-            if opt.startswith(prefix + "=") or opt.startswith(prefix + ":")]
+    return [
+        opt.split("=", 1)[1] if "=" in opt else opt.split(":", 1)[1]
+        for opt in spec.security_opts
+        if opt.startswith(prefix + "=") or opt.startswith(prefix + ":")
+    ]
 
 
 def check_privileged(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
@@ -68,8 +71,7 @@ def _cap_name(cap: str) -> str:
 
 
 def check_read_only(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
-    return [] if is_unknown(spec.read_only_root) or spec.read_only_root is True else [
-        "root filesystem is writable"]
+    return [] if is_unknown(spec.read_only_root) or spec.read_only_root is True else ["root filesystem is writable"]
 
 
 def check_no_new_privileges(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
@@ -111,8 +113,11 @@ def check_seccomp(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
 
 
 def check_apparmor(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
-    return ["runs with apparmor=unconfined"] if any(
-        v.strip().lower() == "unconfined" for v in _opts(spec, "apparmor")) else []
+    return (
+        ["runs with apparmor=unconfined"]
+        if any(v.strip().lower() == "unconfined" for v in _opts(spec, "apparmor"))
+        else []
+    )
 
 
 def check_non_root(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
@@ -157,8 +162,11 @@ check_host_cgroupns = host_namespace_check("cgroupns_mode", "cgroup")
 
 
 def check_system_paths(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
-    return ["unmasks the kernel's system paths (systempaths=unconfined)"] if any(
-        v.strip().lower() == "unconfined" for v in _opts(spec, "systempaths")) else []
+    return (
+        ["unmasks the kernel's system paths (systempaths=unconfined)"]
+        if any(v.strip().lower() == "unconfined" for v in _opts(spec, "systempaths"))
+        else []
+    )
 
 
 def check_default_bridge(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
@@ -238,8 +246,11 @@ def sensitive_volume_problem(host_path: str) -> str | None:
 
 
 def check_docker_socket(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
-    return [f"mounts the Docker socket {path} at {target}" for target, path in _host_paths(spec)
-            if str(path) in DOCKER_SOCKET_PATHS or path.name == "docker.sock"]
+    return [
+        f"mounts the Docker socket {path} at {target}"
+        for target, path in _host_paths(spec)
+        if str(path) in DOCKER_SOCKET_PATHS or path.name == "docker.sock"
+    ]
 
 
 def check_sensitive_mounts(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
@@ -256,15 +267,21 @@ def check_sensitive_mounts(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
 def check_executor_mounts_read_only(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
     if spec.role != Role.EXECUTOR.value or is_unknown(spec.mounts):
         return []
-    return [f"{m.kind} mount at {m.target} is writable" for m in spec.mounts
-            if m.kind in ("bind", "volume") and not is_unknown(m.read_only) and m.read_only is not True]
+    return [
+        f"{m.kind} mount at {m.target} is writable"
+        for m in spec.mounts
+        if m.kind in ("bind", "volume") and not is_unknown(m.read_only) and m.read_only is not True
+    ]
 
 
 def check_propagation(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
     if is_unknown(spec.mounts):
         return []
-    return [f"mount at {m.target} uses {m.propagation} propagation" for m in spec.mounts
-            if m.propagation in {"shared", "rshared"}]
+    return [
+        f"mount at {m.target} uses {m.propagation} propagation"
+        for m in spec.mounts
+        if m.propagation in {"shared", "rshared"}
+    ]
 
 
 def check_devices(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
@@ -289,8 +306,10 @@ def check_dns(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
     if is_unknown(spec.dns) or is_unknown(spec.labels) or spec.role in ROLES_WITH_OUTSIDE_DNS:
         return []
     if tuple(spec.dns) != CONTAINER_DNS_UPSTREAM:
-        return [f"its embedded DNS forwards unknown names to {list(spec.dns) or 'the host resolvers'}, "
-                f"not only to {list(CONTAINER_DNS_UPSTREAM)}"]
+        return [
+            f"its embedded DNS forwards unknown names to {list(spec.dns) or 'the host resolvers'}, "
+            f"not only to {list(CONTAINER_DNS_UPSTREAM)}"
+        ]
     return []
 
 
@@ -334,8 +353,10 @@ def check_restart(spec: ContainerSpec, ctx: CheckContext) -> list[str]:
     if is_unknown(spec.restart) or is_unknown(spec.restart_max_retries):
         return []
     if spec.restart != RESTART_POLICY or int(spec.restart_max_retries or 0) != RESTART_MAX_RETRIES:
-        return [f"restart policy is {spec.restart!r} (max {spec.restart_max_retries}), "
-                f"not {RESTART_POLICY} with at most {RESTART_MAX_RETRIES} retries"]
+        return [
+            f"restart policy is {spec.restart!r} (max {spec.restart_max_retries}), "
+            f"not {RESTART_POLICY} with at most {RESTART_MAX_RETRIES} retries"
+        ]
     return []
 
 

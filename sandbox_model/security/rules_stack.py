@@ -38,8 +38,9 @@ def _shared_networks(containers: Sequence[ContainerSpec]) -> dict[str, list[Cont
     return members
 
 
-def check_internal_only(containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec],
-                          ctx: CheckContext) -> list[StackFinding]:
+def check_internal_only(
+    containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec], ctx: CheckContext
+) -> list[StackFinding]:
     problems: list[StackFinding] = []
     for name, members in _shared_networks(containers).items():
         net = networks.get(name)
@@ -47,29 +48,37 @@ def check_internal_only(containers: Sequence[ContainerSpec], networks: Mapping[s
             continue
         for spec in members:
             if not is_unknown(spec.role) and spec.role not in GATEWAY_ROLES:
-                problems.append(StackFinding(spec.name, f"role {spec.role!r} joins the non-internal network {name!r}, "
-                                                        "which routes to the outside", {spec.role}))
+                problems.append(
+                    StackFinding(
+                        spec.name,
+                        f"role {spec.role!r} joins the non-internal network {name!r}, which routes to the outside",
+                        {spec.role},
+                    )
+                )
     return problems
 
 
 #: What an executor must never share a network with: the model server, and the model gateway,
 #: which would add the model API key to whatever code in an executor sent it.
-def check_executor_model(containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec],
-                          ctx: CheckContext) -> list[StackFinding]:
+def check_executor_model(
+    containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec], ctx: CheckContext
+) -> list[StackFinding]:
     problems: list[StackFinding] = []
     for name, members in _shared_networks(containers).items():
         roles = {spec.role for spec in members}
         model_roles = {role for role in roles if role is not None and role in MODEL_ROLES}
         if Role.EXECUTOR.value in roles and model_roles:
             what = " and ".join(sorted(model_roles))
-            problem = (f"an executor and the {what} share this network, so code the agent runs could call the model "
-                       "directly")
+            problem = (
+                f"an executor and the {what} share this network, so code the agent runs could call the model directly"
+            )
             problems.append(StackFinding(name, problem, {Role.EXECUTOR.value, *model_roles}))
     return problems
 
 
-def check_internal_unaddressed(containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec],
-                          ctx: CheckContext) -> list[StackFinding]:
+def check_internal_unaddressed(
+    containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec], ctx: CheckContext
+) -> list[StackFinding]:
     problems: list[StackFinding] = []
     members = _shared_networks(containers)
     for name, net in networks.items():
@@ -81,21 +90,24 @@ def check_internal_unaddressed(containers: Sequence[ContainerSpec], networks: Ma
         missing = {key: value for key, value in INTERNAL_NETWORK_OPTIONS.items() if values[key] != value}
         if missing:
             roles = {spec.role for spec in members.get(name, [])}
-            problem = (f"the internal network's bridge has a host address (options lack {missing}), "
-                       "so its containers reach the host's services")
+            problem = (
+                f"the internal network's bridge has a host address (options lack {missing}), "
+                "so its containers reach the host's services"
+            )
             problems.append(StackFinding(name, problem, roles))
     return problems
 
 
-def check_network_peers(containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec],
-                          ctx: CheckContext) -> list[StackFinding]:
+def check_network_peers(
+    containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec], ctx: CheckContext
+) -> list[StackFinding]:
     problems: list[StackFinding] = []
     # Reported by executor-isolated-from-model.
     executor_model = {frozenset({Role.EXECUTOR.value, role}) for role in MODEL_ROLES}
     for name, members in _shared_networks(containers).items():
         roles = sorted({spec.role or "unlabelled" for spec in members if not is_unknown(spec.role)})
         for i, first in enumerate(roles):
-            for second in roles[i + 1:]:
+            for second in roles[i + 1 :]:
                 pair = frozenset({first, second})
                 if pair not in INTENDED_NETWORK_PEERS and pair not in executor_model:
                     problems.append(StackFinding(name, f"roles {first!r} and {second!r} share this network", set(pair)))

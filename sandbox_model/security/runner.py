@@ -35,15 +35,20 @@ def run_container_rule(rule: ContainerRule, spec: ContainerSpec, ctx: CheckConte
     return [Violation(rule, spec.name, problem) for problem in rule.check(spec, ctx)]
 
 
-def run_stack_rule(rule: StackRule, containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec],
-                   ctx: CheckContext) -> list[Violation]:
+def run_stack_rule(
+    rule: StackRule, containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec], ctx: CheckContext
+) -> list[Violation]:
     """One stack rule on a stack's containers and networks; a finding is silenced if any role involved is exempt."""
-    return [Violation(rule, finding.subject, finding.problem) for finding in rule.check(containers, networks, ctx)
-            if not any(ctx.is_exempt(rule.id, role) for role in finding.roles)]
+    return [
+        Violation(rule, finding.subject, finding.problem)
+        for finding in rule.check(containers, networks, ctx)
+        if not any(ctx.is_exempt(rule.id, role) for role in finding.roles)
+    ]
 
 
-def run_resource_rule(rule: ResourceRule, subject: str, reference: str, role: str | None,
-                      ctx: CheckContext) -> list[Violation]:
+def run_resource_rule(
+    rule: ResourceRule, subject: str, reference: str, role: str | None, ctx: CheckContext
+) -> list[Violation]:
     """One resource rule on an image reference of ``subject`` (a container of ``role``, or a pulled image: None)."""
     if ctx.is_exempt(rule.id, role):
         return []
@@ -56,7 +61,8 @@ def check_container(spec: ContainerSpec, ctx: CheckContext) -> list[Violation]:
     return [violation for rule in CONTAINER_RULES for violation in run_container_rule(rule, spec, ctx)]
 
 
-def check_stack(containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec],
-                ctx: CheckContext) -> list[Violation]:
+def check_stack(
+    containers: Sequence[ContainerSpec], networks: Mapping[str, NetworkSpec], ctx: CheckContext
+) -> list[Violation]:
     """Every stack rule against a stack's containers and networks (by name)."""
     return [violation for rule in STACK_RULES for violation in run_stack_rule(rule, containers, networks, ctx)]

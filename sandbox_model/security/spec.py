@@ -10,8 +10,9 @@ exist once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 
@@ -34,6 +35,7 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
+
 
 def is_unknown(value: Any) -> bool:
     return value is UNKNOWN

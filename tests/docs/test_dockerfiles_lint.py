@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox_model.paths import REPO_ROOT
+
 CONFIG = REPO_ROOT / ".hadolint.yaml"
 DOCKERFILES = sorted((REPO_ROOT / "images").glob("*/Dockerfile"))
 
@@ -36,4 +37,6 @@ def test_dockerfile_passes_hadolint(dockerfile):
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, f"hadolint found problems in {dockerfile.relative_to(REPO_ROOT)}:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, (
+        f"hadolint found problems in {dockerfile.relative_to(REPO_ROOT)}:\n{result.stdout}{result.stderr}"
+    )

@@ -27,14 +27,12 @@ def tracked_top_level() -> set[str]:
 
 
 def test_every_path_in_the_table_exists():
-    missing = [path for path in layout_paths()
-               if "<" not in path and not (REPO_ROOT / path.rstrip("/")).exists()]
+    missing = [path for path in layout_paths() if "<" not in path and not (REPO_ROOT / path.rstrip("/")).exists()]
     assert not missing, f"the README's layout table names paths that do not exist: {missing}"
 
 
 def test_every_top_level_entry_is_in_the_table():
-    named = {path if path.endswith("/") else path.split("/")[0] + ("/" if "/" in path else "")
-             for path in layout_paths()}
+    named = {path.split("/")[0] + ("/" if "/" in path else "") for path in layout_paths()}
     stack_files = {name for name in tracked_top_level() if re.fullmatch(r"Pulumi\.[a-z0-9-]+\.yaml", name)}
     unexplained = tracked_top_level() - named - SELF_EXPLANATORY - stack_files
     assert not unexplained, f"add these to the README's layout table: {sorted(unexplained)}"

@@ -28,8 +28,9 @@ def shell_scripts() -> list[str]:
         path = REPO_ROOT / name
         with path.open("rb") as file:
             first = file.readline(200)
-        if name.endswith(".sh") or (first.startswith(b"#!") and first.rstrip().split(b"/")[-1].split(b" ")[-1]
-                                    in {b"sh", b"bash"}):
+        if name.endswith(".sh") or (
+            first.startswith(b"#!") and first.rstrip().split(b"/")[-1].split(b" ")[-1] in {b"sh", b"bash"}
+        ):
             scripts.append(name)
     return scripts
 
@@ -65,5 +66,6 @@ def test_shellcheck_finds_nothing(script):
 
 
 def test_the_pre_commit_hooks_are_valid():
-    assert_clean(run(str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"),
-                 "the configuration error above")
+    assert_clean(
+        run(str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"), "the configuration error above"
+    )

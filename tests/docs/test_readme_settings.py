@@ -7,10 +7,9 @@ import typing
 
 from pydantic import BaseModel
 
+from sandbox_model.paths import README
 from stacks.loader import SECRET_KEYS
 from stacks.settings import Settings
-
-from sandbox_model.paths import README
 
 
 def _models(annotation) -> list[type[BaseModel]]:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from sandbox_model.paths import REPO_ROOT
 from harness.program import STACKS
 from harness.workflows import PULUMI_ACTION, WORKFLOWS, load, pulumi_args, pulumi_step
+from sandbox_model.paths import REPO_ROOT
 
 
 def preview_per_stack(job: dict) -> dict:
@@ -29,8 +29,17 @@ def runs(job: dict, command: str) -> bool:
 @pytest.mark.parametrize("name", ["policy-preview.yml", "drift.yml"])
 def test_workflow_is_valid_for_github(name):
     result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
-         str(WORKFLOWS / name)], capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(WORKFLOWS / name),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -68,5 +77,10 @@ def test_drift_refreshes_each_deployed_stack_on_the_docker_host_and_fails_on_any
 def test_the_commands_the_tests_run_are_the_workflows_commands():
     """tests/stack runs pulumi_args(...) of each workflow against the real engine."""
     assert pulumi_args("policy-preview.yml") == [
-        "preview", "--policy-pack", "policies", "--policy-pack-config", "policies/config.json"]
+        "preview",
+        "--policy-pack",
+        "policies",
+        "--policy-pack-config",
+        "policies/config.json",
+    ]
     assert pulumi_args("drift.yml") == ["preview", "--refresh", "--expect-no-changes", "--diff"]

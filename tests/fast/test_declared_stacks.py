@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from harness.program import DYNAMIC, STACKS, VOLUME, developer_machine
+from harness.program import DYNAMIC, STACKS, developer_machine
 from harness.settings import stack_settings
 from sandbox_model.destinations import MODEL_PORT, PROXY_PORT, WEB_ALIAS, WEB_PORT, Destination
-from sandbox_model.naming import component_type
+from sandbox_model.naming import REMOTE_IMAGE_TYPE, VOLUME_TYPE, component_type
 from sandbox_model.roles import Role
 from sandbox_model.security.adapters.pulumi_props import container_spec, network_spec, volume_host_path
 from sandbox_model.security.context import CheckContext
@@ -21,8 +21,14 @@ from stacks.plan import Image, ModelSource, plan_for
 
 CONTEXT = CheckContext(seccomp_profiles=all_seccomp_profiles())
 
-W, M, X, I, E, G = (Role.WORKSPACE.value, Role.MODEL.value, Role.EXECUTOR.value,
-                    Role.INGRESS_GATEWAY.value, Role.EGRESS_GATEWAY.value, Role.MODEL_GATEWAY.value)
+W, M, X, I, E, G = (
+    Role.WORKSPACE.value,
+    Role.MODEL.value,
+    Role.EXECUTOR.value,
+    Role.INGRESS_GATEWAY.value,
+    Role.EGRESS_GATEWAY.value,
+    Role.MODEL_GATEWAY.value,
+)
 C = Role.CONDUCTOR.value
 
 
@@ -34,9 +40,11 @@ def plans(developer_home):
 
 
 def specs(declared):
-    volumes = {v.inputs["name"]: volume_host_path(v.inputs) for v in declared.of_type(VOLUME)}
-    return [container_spec(c.name, c.inputs, volume_paths={k: v for k, v in volumes.items() if v})
-            for c in declared.containers]
+    volumes = {v.inputs["name"]: volume_host_path(v.inputs) for v in declared.of_type(VOLUME_TYPE)}
+    return [
+        container_spec(c.name, c.inputs, volume_paths={k: v for k, v in volumes.items() if v})
+        for c in declared.containers
+    ]
 
 
 def test_every_stack_file_is_covered():
@@ -45,8 +53,18 @@ def test_every_stack_file_is_covered():
 
 # --- each committed stack's plan: what Pulumi.<stack>.yaml asks for ------------------------------
 
-COMMON_EXPORTS = ("web_url", "web_user", "web_password", "model_endpoint", "executor_endpoints", "executor_token",
-                  "model_api_key", "networks")
+#: The outputs every stack has, written out on purpose: users, operate/ and CI read them by these names,
+#: so a rename in the plan must fail here (an independent oracle, not a copy to keep in step).
+COMMON_EXPORTS = (
+    "web_url",
+    "web_user",
+    "web_password",
+    "model_endpoint",
+    "executor_endpoints",
+    "executor_token",
+    "model_api_key",
+    "networks",
+)
 COMMON_IMAGES = (Image.WORKSPACE, Image.EXECUTOR, Image.INGRESS, Image.MODEL_GATEWAY)
 
 
@@ -62,8 +80,17 @@ def test_the_ci_plan(plans):
     assert plan.built_images == (*COMMON_IMAGES, Image.EGRESS, Image.MODEL_DOUBLE, Image.CONDUCTOR)
     assert plan.pulled_images == () and plan.egress_destinations == ()
     assert plan.exports == (*COMMON_EXPORTS, "model_api_url", "conductor_url", "conductor_token", "containers")
-    assert plan.exported_containers == ("workspace", "executors", "ingress_web", "model_gateway", "model", "egress",
-                                        "ingress_model_api", "conductor", "ingress_conductor")
+    assert plan.exported_containers == (
+        "workspace",
+        "executors",
+        "ingress_web",
+        "model_gateway",
+        "model",
+        "egress",
+        "ingress_model_api",
+        "conductor",
+        "ingress_conductor",
+    )
 
 
 def test_the_dev_plan(plans):
@@ -71,7 +98,11 @@ def test_the_dev_plan(plans):
     plan = plans["dev"]
     assert (plan.model_source, plan.in_stack_model) == (ModelSource.EXTERNAL, False)
     assert (plan.workspace_egress, plan.egress_gateway, plan.conductor, plan.model_api_ingress) == (
-        False, True, False, False)
+        False,
+        True,
+        False,
+        False,
+    )
     assert plan.networks == ("model", "executor", "ingress", "edge", "egress", "outside")
     assert plan.workspace_networks == ("executor", "model")
     assert plan.model_gateway_upstream_network == "egress"
@@ -86,7 +117,11 @@ def test_the_gpu_plan(plans):
     plan = plans["gpu"]
     assert (plan.model_source, plan.in_stack_model) == (ModelSource.VLLM, True)
     assert (plan.workspace_egress, plan.egress_gateway, plan.conductor, plan.model_api_ingress) == (
-        True, True, False, False)
+        True,
+        True,
+        False,
+        False,
+    )
     assert plan.networks == ("model", "model-upstream", "executor", "ingress", "edge", "egress", "outside")
     assert plan.workspace_networks == ("executor", "model", "egress")
     assert plan.built_images == (*COMMON_IMAGES, Image.EGRESS)
@@ -99,12 +134,17 @@ def test_the_gpu_plan(plans):
 def test_the_plan_follows_the_settings(on_developer_machine):
     """The decisions that no committed stack shows: MCP servers alone open egress; no conductor, no network."""
     servers = {"tickets": {"url": "https://mcp.example.com/mcp"}}
-    workspace = {"user": {"uid": 1000, "gid": 1000}, "project_dir": str(on_developer_machine / "p"),
-                 "mcp_servers": servers}
+    workspace = {
+        "user": {"uid": 1000, "gid": 1000},
+        "project_dir": str(on_developer_machine / "p"),
+        "mcp_servers": servers,
+    }
     plan = plan_for(stack_settings("dev", set_config={"workspace": workspace}))
     assert plan.workspace_egress and plan.workspace_networks == ("executor", "model", "egress")
-    assert plan.egress_destinations == (Destination("host.docker.internal", 1234, tls=False),
-                                        Destination("mcp.example.com", 443, tls=True))
+    assert plan.egress_destinations == (
+        Destination("host.docker.internal", 1234, tls=False),
+        Destination("mcp.example.com", 443, tls=True),
+    )
     plan = plan_for(stack_settings("ci", set_config={"conductor": {"enabled": False}}))
     assert not plan.conductor and "conductor" not in plan.networks and Image.CONDUCTOR not in plan.built_images
     assert not {"conductor_url", "conductor_token"} & set(plan.exports)
@@ -125,8 +165,10 @@ def test_stack_rules_hold(declared_stacks, stack):
 
 def network_members(declared) -> dict[str, set[str]]:
     """purpose (the network's label) -> the roles of the containers on it."""
-    purposes = {n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
-                for n in declared.networks}
+    purposes = {
+        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
+        for n in declared.networks
+    }
     members: dict[str, set[str]] = {purpose: set() for purpose in purposes.values()}
     for spec in specs(declared):
         for network in spec.networks:
@@ -188,7 +230,7 @@ def test_labels_find_every_container_by_stack_and_role(declared_stacks, stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_images_are_the_plans(declared_stacks, plans, stack):
-    images = declared_stacks[stack].of_type("docker:index/remoteImage:RemoteImage")
+    images = declared_stacks[stack].of_type(REMOTE_IMAGE_TYPE)
     built = [i.inputs["name"].split(":")[0] for i in images if "build" in i.inputs]
     pulled = [i.inputs["name"] for i in images if "build" not in i.inputs]
     assert sorted(built) == sorted(f"opencode-sandbox/{image.value}" for image in plans[stack].built_images)
@@ -196,10 +238,11 @@ def test_the_images_are_the_plans(declared_stacks, plans, stack):
 
 
 def test_ci_builds_its_model_double_and_gpu_pulls_a_pinned_vllm(declared_stacks):
-    ci_images = {i.inputs["name"].split(":")[0] for i in declared_stacks["ci"].of_type("docker:index/remoteImage:RemoteImage")}
+    ci_images = {i.inputs["name"].split(":")[0] for i in declared_stacks["ci"].of_type(REMOTE_IMAGE_TYPE)}
     assert "opencode-sandbox/model-double" in ci_images
-    gpu_pulled = [i.inputs["name"] for i in declared_stacks["gpu"].of_type("docker:index/remoteImage:RemoteImage")
-                  if "build" not in i.inputs]
+    gpu_pulled = [
+        i.inputs["name"] for i in declared_stacks["gpu"].of_type(REMOTE_IMAGE_TYPE) if "build" not in i.inputs
+    ]
     assert len(gpu_pulled) == 1 and gpu_pulled[0].startswith("vllm/vllm-openai:") and "@sha256:" in gpu_pulled[0]
 
 
@@ -218,9 +261,16 @@ def test_only_the_model_server_gets_the_gpu(declared_stacks):
 @pytest.mark.parametrize("stack", STACKS)
 def test_secrets_reach_containers_only_as_pulumi_secrets(declared_stacks, stack):
     for container in declared_stacks[stack].containers:
-        secret_names = ("EXECUTOR_TOKEN=", "EXECUTOR_TOKEN_SHA256=", "VLLM_API_KEY=", "MODEL_GATEWAY_API_KEY=",
-                        "OPENCODE_SERVER_PASSWORD=", "MODEL_DOUBLE_API_KEY=", "CONDUCTOR_OPENCODE_PASSWORD=",
-                        "CONDUCTOR_TOKEN_SHA256=")
+        secret_names = (
+            "EXECUTOR_TOKEN=",
+            "EXECUTOR_TOKEN_SHA256=",
+            "VLLM_API_KEY=",
+            "MODEL_GATEWAY_API_KEY=",
+            "OPENCODE_SERVER_PASSWORD=",
+            "MODEL_DOUBLE_API_KEY=",
+            "CONDUCTOR_OPENCODE_PASSWORD=",
+            "CONDUCTOR_TOKEN_SHA256=",
+        )
         if any(env.startswith(secret_names) for env in container.inputs.get("envs", [])):
             assert "envs" in container.secret_inputs, f"{container.inputs['name']} gets a secret in plain text"
 
@@ -247,8 +297,10 @@ def test_the_web_ui_listens_on_the_ingress_network_only(declared_stacks, stack):
     workspace = declared_stacks[stack].container("workspace")[0]
     command = workspace.inputs["command"]
     host = command[command.index("--hostname") + 1]
-    purposes = {n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
-                for n in declared_stacks[stack].networks}
+    purposes = {
+        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
+        for n in declared_stacks[stack].networks
+    }
     aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in workspace.inputs["networksAdvanced"]}
     assert [name for name, names in aliases.items() if host in names] == ["ingress"], aliases
     web = next(c for c in declared_stacks[stack].containers if c.inputs["name"].endswith("-ingress-web"))
@@ -268,8 +320,11 @@ def test_executors_and_gateways_never_share_a_uid(declared_stacks, stack):
 def test_the_web_ui_is_published_where_the_settings_say(developer_home):
     from harness.program import developer_machine, run_program
 
-    workspace = {"user": {"uid": 1000, "gid": 1000}, "project_dir": str(developer_home / "p"),
-                 "web": {"host_ip": "127.0.0.2", "port": 4999}}
+    workspace = {
+        "user": {"uid": 1000, "gid": 1000},
+        "project_dir": str(developer_home / "p"),
+        "web": {"host_ip": "127.0.0.2", "port": 4999},
+    }
     with developer_machine(developer_home):
         declared = run_program("ci", set_config={"workspace": workspace})
     web = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-web"))
@@ -292,8 +347,9 @@ def test_the_model_key_reaches_the_model_gateway_and_the_model_server_only(devel
     key = "model-key-" + "k" * 30  # for dev: an external endpoint that wants a key
     with developer_machine(developer_home):
         declared = run_program(stack, secrets={"model_api_key": key})
-    holders = {c.inputs["name"]: [name for name, value in envs_of(c).items() if key in value]
-               for c in declared.containers}
+    holders = {
+        c.inputs["name"]: [name for name, value in envs_of(c).items() if key in value] for c in declared.containers
+    }
     holders = {name: variables for name, variables in holders.items() if variables}
     gateway = declared.container(G)
     assert len(gateway) == 1
@@ -341,8 +397,10 @@ def test_the_conductor_listens_on_its_own_network_and_holds_only_the_tokens_dige
     declared = declared_stacks["ci"]
     conductor = declared.container(C)[0]
     env = envs_of(conductor)
-    purposes = {n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
-                for n in declared.networks}
+    purposes = {
+        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
+        for n in declared.networks
+    }
     aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in conductor.inputs["networksAdvanced"]}
     assert aliases == {"conductor": [CONDUCTOR_ALIAS], "ingress": []}
     assert env["CONDUCTOR_HOST"] == CONDUCTOR_ALIAS  # not reachable from ingress, where the workspace is
@@ -362,6 +420,8 @@ def test_the_conductor_is_published_on_loopback_through_its_ingress_gateway(decl
     declared = declared_stacks["ci"]
     gateway = next(c for c in declared.containers if c.inputs["name"].endswith("-ingress-conductor"))
     assert gateway.inputs["ports"] == [{"internal": 8080, "external": 14097, "ip": "127.0.0.1", "protocol": "tcp"}]
-    assert {f"INGRESS_TARGET_HOST={CONDUCTOR_ALIAS}", f"INGRESS_TARGET_PORT={CONDUCTOR_PORT}"} <= set(gateway.inputs["envs"])
+    assert {f"INGRESS_TARGET_HOST={CONDUCTOR_ALIAS}", f"INGRESS_TARGET_PORT={CONDUCTOR_PORT}"} <= set(
+        gateway.inputs["envs"]
+    )
     for stack in ("dev", "gpu"):  # off by default
         assert declared_stacks[stack].container(C) == []

@@ -13,12 +13,16 @@ import re
 import pytest
 
 from components.egress_proxy import (
-    PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED, dedupe_domains, render_squid_conf,
+    PAGE_NOT_ALLOWLISTED,
+    PAGE_PORT_NOT_ALLOWED,
+    dedupe_domains,
+    render_squid_conf,
 )
+from harness.program import run_program, stack_config
 from sandbox_model.destinations import PROXY_PORT, SHARED_ALIAS, WEB_ALIAS, Destination
+from sandbox_model.naming import PROJECT
 from sandbox_model.roles import Role
 from stacks.settings import EgressSettings
-from harness.program import PROJECT, run_program, stack_config
 
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 #: A squid logformat code: %[{argument}][<|>]name (e.g. %>a, %{...}tg, %err_code).
@@ -27,7 +31,7 @@ SQUID_CODE = re.compile(r"%(?:\{[^}]*\})?[<>]?[A-Za-z_]+")
 
 def directives(conf: str, name: str) -> list[str]:
     """The values of every `name ...` line of a squid.conf, in order."""
-    return [line[len(name) + 1:] for line in conf.splitlines() if line.startswith(name + " ")]
+    return [line[len(name) + 1 :] for line in conf.splitlines() if line.startswith(name + " ")]
 
 
 def acls(conf: str) -> dict[str, str]:
@@ -38,8 +42,15 @@ def acls(conf: str) -> dict[str, str]:
 
 
 def test_wildcards_become_squid_domains_and_covered_names_are_dropped():
-    allow = ["pypi.org", "*.pythonhosted.org", "files.pythonhosted.org", "pythonhosted.org",
-             "*.example.com", "*.a.example.com", "PyPI.org"]
+    allow = [
+        "pypi.org",
+        "*.pythonhosted.org",
+        "files.pythonhosted.org",
+        "pythonhosted.org",
+        "*.example.com",
+        "*.a.example.com",
+        "PyPI.org",
+    ]
     # squid refuses 'pythonhosted.org' next to '.pythonhosted.org' (it is matched by it anyway).
     assert dedupe_domains(allow) == [".example.com", ".pythonhosted.org", "pypi.org"]
     assert acls(render_squid_conf(allow))["allowlisted"] == "dstdomain -n .example.com .pythonhosted.org pypi.org"
@@ -65,15 +76,20 @@ def test_allowlisted_names_are_admitted_for_connect_443_and_plain_http_80_only()
 
 def test_denials_say_why():
     conf = render_squid_conf(["pypi.org"], [Destination.from_url("http://host.docker.internal:1234/v1")])
-    assert directives(conf, "deny_info") == [f"{PAGE_PORT_NOT_ALLOWED} allowlisted dest_0_host",
-                                             f"{PAGE_NOT_ALLOWLISTED} all"]
+    assert directives(conf, "deny_info") == [
+        f"{PAGE_PORT_NOT_ALLOWED} allowlisted dest_0_host",
+        f"{PAGE_NOT_ALLOWLISTED} all",
+    ]
 
 
-@pytest.mark.parametrize("url, method, host, port", [
-    ("http://host.docker.internal:1234/v1", "plain_method", "host.docker.internal", 1234),
-    ("https://models.example.com/v1", "CONNECT", "models.example.com", 443),
-    ("http://192.168.1.20:11434/v1", "plain_method", "192.168.1.20", 11434),
-])
+@pytest.mark.parametrize(
+    "url, method, host, port",
+    [
+        ("http://host.docker.internal:1234/v1", "plain_method", "host.docker.internal", 1234),
+        ("https://models.example.com/v1", "CONNECT", "models.example.com", 443),
+        ("http://192.168.1.20:11434/v1", "plain_method", "192.168.1.20", 11434),
+    ],
+)
 def test_the_external_model_endpoint_is_admitted_exactly(url, method, host, port):
     conf = render_squid_conf([], [Destination.from_url(url)])
     acl = acls(conf)
@@ -121,11 +137,14 @@ def test_nothing_is_written_to_the_read_only_root():
     assert directives(conf, "http_port") == [str(PROXY_PORT)]
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("http://host.docker.internal:1234/v1", Destination("host.docker.internal", 1234, tls=False)),
-    ("https://Models.Example.com/v1", Destination("models.example.com", 443, tls=True)),
-    ("http://10.0.0.5", Destination("10.0.0.5", 80, tls=False)),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("http://host.docker.internal:1234/v1", Destination("host.docker.internal", 1234, tls=False)),
+        ("https://Models.Example.com/v1", Destination("models.example.com", 443, tls=True)),
+        ("http://10.0.0.5", Destination("10.0.0.5", 80, tls=False)),
+    ],
+)
 def test_destination_from_url(url, expected):
     assert Destination.from_url(url) == expected
 
@@ -149,8 +168,13 @@ def networks_of(container) -> list[str]:
 
 def network_purposes(declared) -> dict[str, tuple[str, bool]]:
     """network name -> (purpose label, internal)."""
-    return {n.inputs["name"]: ({l["label"]: l["value"] for l in n.inputs["labels"]}["opencode-sandbox.network"],
-                               bool(n.inputs.get("internal"))) for n in declared.networks}
+    return {
+        n.inputs["name"]: (
+            {label["label"]: label["value"] for label in n.inputs["labels"]}["opencode-sandbox.network"],
+            bool(n.inputs.get("internal")),
+        )
+        for n in declared.networks
+    }
 
 
 def stack_allowlist(stack: str) -> list[str]:
@@ -183,11 +207,17 @@ def test_the_workspace_goes_out_through_the_gateway_and_reaches_the_stack_direct
     gateway = only(declared.container(Role.EGRESS_GATEWAY.value))
     workspace = only(declared.container(Role.WORKSPACE.value))
     env = envs(workspace)
-    assert {key: env.get(key) for key in PROXY_ENV} == dict.fromkeys(PROXY_ENV, f"http://{gateway.inputs['name']}:{PROXY_PORT}")
+    assert {key: env.get(key) for key in PROXY_ENV} == dict.fromkeys(
+        PROXY_ENV, f"http://{gateway.inputs['name']}:{PROXY_PORT}"
+    )
     # The stack's own names, the workspace's own web address (its health check calls it) included;
     # the model through the model gateway (the workspace reaches no model server).
-    direct = {SHARED_ALIAS, WEB_ALIAS, *(c.inputs["name"] for c in declared.container(Role.EXECUTOR.value)),
-              *(c.inputs["name"] for c in declared.container(Role.MODEL_GATEWAY.value))}
+    direct = {
+        SHARED_ALIAS,
+        WEB_ALIAS,
+        *(c.inputs["name"] for c in declared.container(Role.EXECUTOR.value)),
+        *(c.inputs["name"] for c in declared.container(Role.MODEL_GATEWAY.value)),
+    }
     for key in ("NO_PROXY", "no_proxy"):
         entries = env[key].split(",")
         assert entries[:2] == ["localhost", "127.0.0.1"] and set(entries[2:]) == direct, f"{key}={env[key]}"

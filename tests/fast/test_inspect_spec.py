@@ -14,22 +14,43 @@ from sandbox_model.security.spec import Mount, PortBinding
 
 def _attrs(**host_config) -> dict:
     host = {
-        "NetworkMode": "bridge", "IpcMode": "private", "PidMode": "", "UTSMode": "", "UsernsMode": "",
-        "Privileged": False, "ReadonlyRootfs": True, "CapAdd": None, "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges:true", "seccomp={}"], "PortBindings": {}, "PublishAllPorts": False,
-        "Memory": 536870912, "NanoCpus": 1000000000, "CpuQuota": 0, "CpuPeriod": 0,
-        "Ulimits": [{"Name": "nproc", "Hard": 256, "Soft": 128}], "Tmpfs": {"/tmp": "rw,size=64m"},
+        "NetworkMode": "bridge",
+        "IpcMode": "private",
+        "PidMode": "",
+        "UTSMode": "",
+        "UsernsMode": "",
+        "Privileged": False,
+        "ReadonlyRootfs": True,
+        "CapAdd": None,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges:true", "seccomp={}"],
+        "PortBindings": {},
+        "PublishAllPorts": False,
+        "Memory": 536870912,
+        "NanoCpus": 1000000000,
+        "CpuQuota": 0,
+        "CpuPeriod": 0,
+        "Ulimits": [{"Name": "nproc", "Hard": 256, "Soft": 128}],
+        "Tmpfs": {"/tmp": "rw,size=64m"},
         "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
-        "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 5}, "Devices": [], "DeviceRequests": None,
-        "Sysctls": None, "CgroupnsMode": "private", "GroupAdd": None,
-        "MaskedPaths": ["/proc/asound", "/proc/kcore"], "ReadonlyPaths": ["/proc/sys"],
+        "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 5},
+        "Devices": [],
+        "DeviceRequests": None,
+        "Sysctls": None,
+        "CgroupnsMode": "private",
+        "GroupAdd": None,
+        "MaskedPaths": ["/proc/asound", "/proc/kcore"],
+        "ReadonlyPaths": ["/proc/sys"],
     }
     host.update(host_config)
     return {
         "Name": "/opencode-sandbox-ci-executor-0",
-        "Config": {"User": "20000:20000", "Image": "opencode-sandbox/executor:ci-1",
-                   "Labels": {"opencode-sandbox.stack": "ci", "opencode-sandbox.role": "executor"},
-                   "Healthcheck": {"Test": ["CMD", "true"], "Interval": 10000000000}},
+        "Config": {
+            "User": "20000:20000",
+            "Image": "opencode-sandbox/executor:ci-1",
+            "Labels": {"opencode-sandbox.stack": "ci", "opencode-sandbox.role": "executor"},
+            "Healthcheck": {"Test": ["CMD", "true"], "Interval": 10000000000},
+        },
         "HostConfig": host,
         "Mounts": [],
         "NetworkSettings": {"Networks": {"opencode-sandbox-ci-executor-net": {"IPAddress": "172.21.0.2"}}},
@@ -56,8 +77,14 @@ def test_cpu_quota_counts_when_nano_cpus_is_unset():
 
 
 def test_port_bindings_keep_their_host_address():
-    spec = runtime_inspect.container_spec(_attrs(PortBindings={
-        "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "14096"}], "9090/tcp": [{"HostIp": "", "HostPort": ""}]}))
+    spec = runtime_inspect.container_spec(
+        _attrs(
+            PortBindings={
+                "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "14096"}],
+                "9090/tcp": [{"HostIp": "", "HostPort": ""}],
+            }
+        )
+    )
     assert spec.ports == (PortBinding(8080, "127.0.0.1", 14096), PortBinding(9090, None, None))
     violations = check_container(spec, CheckContext())
     assert [v.rule.id for v in violations if v.rule.id == "loopback-ports-only"] == ["loopback-ports-only"]
@@ -65,14 +92,27 @@ def test_port_bindings_keep_their_host_address():
 
 
 def test_a_volume_bound_to_a_host_directory_is_seen_with_its_path():
-    volumes = [{"Name": "cache", "Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/etc"}},
-               {"Name": "plain", "Driver": "local", "Options": None}]
+    volumes = [
+        {"Name": "cache", "Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/etc"}},
+        {"Name": "plain", "Driver": "local", "Options": None},
+    ]
     attrs = _attrs()
     attrs["Mounts"] = [
-        {"Type": "volume", "Name": "cache", "Source": "/var/lib/docker/volumes/cache/_data", "Destination": "/models",
-         "RW": True, "Propagation": ""},
-        {"Type": "bind", "Source": "/home/u/project", "Destination": "/workspace", "RW": False,
-         "Propagation": "rprivate"},
+        {
+            "Type": "volume",
+            "Name": "cache",
+            "Source": "/var/lib/docker/volumes/cache/_data",
+            "Destination": "/models",
+            "RW": True,
+            "Propagation": "",
+        },
+        {
+            "Type": "bind",
+            "Source": "/home/u/project",
+            "Destination": "/workspace",
+            "RW": False,
+            "Propagation": "rprivate",
+        },
     ]
     spec = runtime_inspect.container_spec(attrs, runtime_inspect.volume_host_paths(volumes))
     assert spec.mounts[:2] == (
@@ -85,12 +125,21 @@ def test_a_volume_bound_to_a_host_directory_is_seen_with_its_path():
 
 def test_unmasked_system_paths_are_read_back_from_the_masked_paths():
     """`--security-opt systempaths=unconfined` reaches the engine as empty MaskedPaths, not as an option."""
-    assert "systempaths=unconfined" not in runtime_inspect.container_spec(_attrs(MaskedPaths=["/proc/kcore"])).security_opts
+    assert (
+        "systempaths=unconfined"
+        not in runtime_inspect.container_spec(_attrs(MaskedPaths=["/proc/kcore"])).security_opts
+    )
     spec = runtime_inspect.container_spec(_attrs(SecurityOpt=[], MaskedPaths=[], ReadonlyPaths=[]))
     assert "system-paths-masked" in [v.rule.id for v in check_container(spec, CheckContext())]
 
 
 def test_a_network_reads_as_declared():
-    spec = runtime_inspect.network_spec({"Name": "n", "Internal": True, "Driver": "bridge", "Options": {},
-                                         "Labels": {"opencode-sandbox.stack": "ci"}})
-    assert (spec.name, spec.internal, spec.driver, spec.labels) == ("n", True, "bridge", {"opencode-sandbox.stack": "ci"})
+    spec = runtime_inspect.network_spec(
+        {"Name": "n", "Internal": True, "Driver": "bridge", "Options": {}, "Labels": {"opencode-sandbox.stack": "ci"}}
+    )
+    assert (spec.name, spec.internal, spec.driver, spec.labels) == (
+        "n",
+        True,
+        "bridge",
+        {"opencode-sandbox.stack": "ci"},
+    )

@@ -1,5 +1,8 @@
 """The user's remote MCP servers (workspace.mcp_servers): validated, merged into opencode.json with
-their header secrets as ``{env:...}``, admitted by the egress gateway exactly, and nothing else."""
+their header secrets as ``{env:...}``, admitted by the egress gateway exactly, and nothing else.
+
+(That the real OpenCode takes them: tests/host/test_real_opencode_accepts_the_mcp_servers.py.)
+"""
 
 from __future__ import annotations
 
@@ -14,10 +17,16 @@ from tests.fast.test_opencode_config import generated_config, last_rule, workspa
 TOKEN = "ghp-" + "s" * 36
 OTHER = "other-" + "o" * 30
 SERVERS = {
-    "docs": {"url": "https://mcp.example.com/mcp",
-             "headers": {"Authorization": "Bearer {secret:docs_token}", "X-Client": "opencode-sandbox"}},
-    "tickets": {"url": "http://tickets.internal.example:8765/mcp", "approval": "ask",
-                "headers": {"X-Api-Key": "{secret:tickets_key}"}, "timeout_ms": 20000},
+    "docs": {
+        "url": "https://mcp.example.com/mcp",
+        "headers": {"Authorization": "Bearer {secret:docs_token}", "X-Client": "opencode-sandbox"},
+    },
+    "tickets": {
+        "url": "http://tickets.internal.example:8765/mcp",
+        "approval": "ask",
+        "headers": {"X-Api-Key": "{secret:tickets_key}"},
+        "timeout_ms": 20000,
+    },
 }
 MCP_SECRETS = {"docs_token": TOKEN, "tickets_key": OTHER}
 
@@ -32,8 +41,9 @@ def declare(servers=SERVERS, mcp_secrets=MCP_SECRETS, **set_config):
     from harness.program import run_program
 
     secrets = {"mcp_secrets": json.dumps(mcp_secrets)} if mcp_secrets is not None else {}
-    return run_program("ci", set_config={"workspace": {**ci_workspace(), "mcp_servers": servers}, **set_config},
-                       secrets=secrets)
+    return run_program(
+        "ci", set_config={"workspace": {**ci_workspace(), "mcp_servers": servers}, **set_config}, secrets=secrets
+    )
 
 
 def settings_error(servers, mcp_secrets=None, **kwargs) -> str:
@@ -54,11 +64,15 @@ def declared(developer_home):
 
 # --- settings ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("server", [
-    {"type": "local", "command": ["npx", "-y", "some-mcp-server"]},
-    {"command": ["python3", "server.py"]},
-    {"url": "https://mcp.example.com/mcp", "environment": {"A": "b"}},
-])
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"type": "local", "command": ["npx", "-y", "some-mcp-server"]},
+        {"command": ["python3", "server.py"]},
+        {"url": "https://mcp.example.com/mcp", "environment": {"A": "b"}},
+    ],
+)
 @pytest.mark.usefixtures("on_developer_machine")
 def test_local_stdio_servers_are_refused_naming_the_alternative(server):
     message = settings_error({"tool": server})
@@ -68,8 +82,9 @@ def test_local_stdio_servers_are_refused_naming_the_alternative(server):
     assert "executors" in message, message
 
 
-@pytest.mark.parametrize("name", ["executor", "external", "read", "list", "apply", "doom", "my_server", "Docs",
-                                  "1st", "a" * 32, "x.y"])
+@pytest.mark.parametrize(
+    "name", ["executor", "external", "read", "list", "apply", "doom", "my_server", "Docs", "1st", "a" * 32, "x.y"]
+)
 @pytest.mark.usefixtures("on_developer_machine")
 def test_names_that_would_clash_with_tool_names_are_refused(name):
     message = settings_error({name: {"url": "https://mcp.example.com/mcp"}})
@@ -77,17 +92,25 @@ def test_names_that_would_clash_with_tool_names_are_refused(name):
     assert "Fix:" in message, message
 
 
-@pytest.mark.parametrize("url", ["ftp://mcp.example.com/", "file:///etc/passwd", "mcp.example.com/mcp",
-                                 "https://mcp.example.com/{env:EXECUTOR_TOKEN}", "https://u:p@mcp.example.com/",
-                                 "https://[::1]/mcp", "https://bad host/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://mcp.example.com/",
+        "file:///etc/passwd",
+        "mcp.example.com/mcp",
+        "https://mcp.example.com/{env:EXECUTOR_TOKEN}",
+        "https://u:p@mcp.example.com/",
+        "https://[::1]/mcp",
+        "https://bad host/",
+    ],
+)
 @pytest.mark.usefixtures("on_developer_machine")
 def test_only_plain_http_urls_are_accepted(url):
     message = settings_error({"docs": {"url": url}})
     assert "opencode-sandbox:workspace.mcp_servers.docs.url" in message and "Fix:" in message, message
 
 
-@pytest.mark.parametrize("value", ["Bearer {env:EXECUTOR_TOKEN}", "{file:/proc/self/environ}", "x{secret:Bad}",
-                                   "a\nb"])
+@pytest.mark.parametrize("value", ["Bearer {env:EXECUTOR_TOKEN}", "{file:/proc/self/environ}", "x{secret:Bad}", "a\nb"])
 @pytest.mark.usefixtures("on_developer_machine")
 def test_header_values_cannot_pull_in_the_workspace_environment_or_files(value):
     message = settings_error({"docs": {"url": "https://mcp.example.com/mcp", "headers": {"Authorization": value}}})
@@ -104,24 +127,35 @@ def test_a_header_naming_a_missing_secret_is_refused_without_showing_any_value()
 
 @pytest.mark.usefixtures("on_developer_machine")
 def test_mcp_secrets_must_be_a_pulumi_secret():
-    from stacks.loader import SettingsError
     from harness.program import run_program
+    from stacks.loader import SettingsError
 
     with pytest.raises(SettingsError) as caught:
-        run_program("ci", set_config={"workspace": {**ci_workspace(), "mcp_servers": SERVERS}},
-                    plain_config={"mcp_secrets": json.dumps(MCP_SECRETS)})
+        run_program(
+            "ci",
+            set_config={"workspace": {**ci_workspace(), "mcp_servers": SERVERS}},
+            plain_config={"mcp_secrets": json.dumps(MCP_SECRETS)},
+        )
     message = str(caught.value)
     assert "opencode-sandbox:mcp_secrets is stored as plain text" in message and TOKEN not in message, message
 
 
 # --- opencode.json ------------------------------------------------------------------------------
 
+
 def test_servers_are_merged_beside_the_executor_with_env_substitution(declared):
     mcp = generated_config(declared)["mcp"]
     assert set(mcp) == {"executor", "docs", "tickets"}
-    assert mcp["docs"] == {"type": "remote", "url": "https://mcp.example.com/mcp", "enabled": True, "oauth": False,
-                           "headers": {"Authorization": f"Bearer {{env:{MCP_SECRET_ENV_PREFIX}DOCS_TOKEN}}",
-                                       "X-Client": "opencode-sandbox"}}
+    assert mcp["docs"] == {
+        "type": "remote",
+        "url": "https://mcp.example.com/mcp",
+        "enabled": True,
+        "oauth": False,
+        "headers": {
+            "Authorization": f"Bearer {{env:{MCP_SECRET_ENV_PREFIX}DOCS_TOKEN}}",
+            "X-Client": "opencode-sandbox",
+        },
+    }
     assert mcp["tickets"]["headers"] == {"X-Api-Key": f"{{env:{MCP_SECRET_ENV_PREFIX}TICKETS_KEY}}"}
     assert mcp["tickets"]["timeout"] == 20000
     assert mcp["executor"]["headers"]["Authorization"] == "Bearer {env:EXECUTOR_TOKEN}"
@@ -165,6 +199,7 @@ def test_server_tools_follow_their_approval_and_cannot_reopen_denied_tools(decla
 
 # --- egress -------------------------------------------------------------------------------------
 
+
 def squid_conf(declared) -> str:
     gateway = declared.container("egress-gateway")
     assert gateway, "no egress gateway declared"
@@ -176,9 +211,10 @@ def test_each_server_host_port_is_admitted_exactly(declared):
     from sandbox_model.destinations import Destination
 
     conf = squid_conf(declared)
-    expected = render_squid_conf(["files.pythonhosted.org", "pypi.org"],
-                                 [Destination("mcp.example.com", 443, True),
-                                  Destination("tickets.internal.example", 8765, False)])
+    expected = render_squid_conf(
+        ["files.pythonhosted.org", "pypi.org"],
+        [Destination("mcp.example.com", 443, True), Destination("tickets.internal.example", 8765, False)],
+    )
     assert conf == expected
     # Not added to the name allowlist (which would admit every port 80/443 path of the name).
     allowlisted = next(line for line in conf.splitlines() if line.startswith("acl allowlisted dstdomain"))
@@ -209,28 +245,3 @@ def test_without_servers_nothing_changes():
     env = workspace_env(declared)
     assert set(generated_config(declared)["mcp"]) == {"executor"} and "HTTPS_PROXY" not in env
     assert not any(key.startswith(MCP_SECRET_ENV_PREFIX) for key in env)
-
-
-# --- the real OpenCode ----------------------------------------------------------------------------
-
-def test_the_real_opencode_accepts_the_servers(declared, tmp_path):
-    import subprocess
-
-    from tests.support.opencode_binary import opencode_binary_or_skip
-
-    opencode = opencode_binary_or_skip()
-    env = workspace_env(declared)
-    run_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OPENCODE_CONFIG_CONTENT": env["OPENCODE_CONFIG_CONTENT"],
-               "EXECUTOR_TOKEN": "t", f"{MCP_SECRET_ENV_PREFIX}DOCS_TOKEN": "resolved-docs",
-               f"{MCP_SECRET_ENV_PREFIX}TICKETS_KEY": "resolved-tickets",
-               **{k: v for k, v in env.items() if k.startswith("OPENCODE_DISABLE_")}}
-    result = subprocess.run([str(opencode), "debug", "config"], env=run_env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
-    assert "Configuration is invalid" not in result.stdout + result.stderr, result.stdout + result.stderr
-    resolved = json.loads(result.stdout)
-    # (`debug config` shows header values as ***: the live test proves the substitution.)
-    assert set(resolved["mcp"]["docs"]["headers"]) == {"Authorization", "X-Client"}
-    assert resolved["mcp"]["docs"]["url"] == "https://mcp.example.com/mcp"
-    assert set(resolved["mcp"]["tickets"]["headers"]) == {"X-Api-Key"}
-    assert resolved["mcp"]["docs"]["oauth"] is False and resolved["mcp"]["tickets"]["timeout"] == 20000
-    assert list(resolved["permission"].items()) == list(generated_config(declared)["permission"].items())

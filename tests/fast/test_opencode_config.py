@@ -1,4 +1,7 @@
-"""The generated opencode.json: OpenCode's documented shape, pointing at the model and the executors."""
+"""The generated opencode.json: OpenCode's documented shape, pointing at the model and the executors.
+
+(That the real OpenCode takes it: tests/host/test_real_opencode_accepts_the_generated_config.py.)
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ def test_no_secret_is_written_into_the_config(declared_stacks, stack):
     # No key from the environment: a fixed placeholder, which the model gateway replaces.
     assert "MODEL_API_KEY" not in env
     assert generated_config(declared_stacks[stack])["provider"]["sandbox"]["options"]["apiKey"] == (
-        MODEL_API_KEY_PLACEHOLDER)
+        MODEL_API_KEY_PLACEHOLDER
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -66,36 +70,6 @@ def test_opencode_phones_nowhere_home(declared_stacks, stack):
     env = workspace_env(declared_stacks[stack])
     assert config["autoupdate"] is False and config["share"] == "disabled"
     assert env["OPENCODE_DISABLE_AUTOUPDATE"] == env["OPENCODE_DISABLE_MODELS_FETCH"] == "1"
-
-
-@pytest.fixture(scope="module")
-def opencode(tmp_path_factory):
-    from tests.support.opencode_binary import opencode_binary_or_skip
-
-    return opencode_binary_or_skip()
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_real_opencode_accepts_the_generated_config(declared_stacks, stack, opencode, tmp_path):
-    """OpenCode itself validates OPENCODE_CONFIG_CONTENT: the resolved config must keep every key we set."""
-    import subprocess
-
-    env = workspace_env(declared_stacks[stack])
-    run_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OPENCODE_CONFIG_CONTENT": env["OPENCODE_CONFIG_CONTENT"],
-               "EXECUTOR_TOKEN": "t",
-               **{k: v for k, v in env.items() if k.startswith("OPENCODE_DISABLE_")}}
-    result = subprocess.run([str(opencode), "debug", "config"], env=run_env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
-    assert "Configuration is invalid" not in result.stdout + result.stderr, result.stdout + result.stderr
-    resolved = json.loads(result.stdout)
-    expected = generated_config(declared_stacks[stack])
-    assert resolved["model"] == expected["model"]
-    assert resolved["provider"]["sandbox"]["options"]["baseURL"] == expected["provider"]["sandbox"]["options"]["baseURL"]
-    assert resolved["mcp"]["executor"]["url"] == expected["mcp"]["executor"]["url"]
-    assert resolved["share"] == "disabled" and resolved["autoupdate"] is False
-    assert resolved["lsp"] is False and resolved["formatter"] is False
-    # The rules survive resolution in order (OpenCode applies the last match).
-    assert list(resolved["permission"].items()) == list(expected["permission"].items())
 
 
 # --- the workspace lockdown ------------------------------------------------------------------
@@ -122,8 +96,18 @@ def last_rule(permission: dict, tool: str, pattern: str = "*") -> str:
 def test_everything_is_denied_first_and_only_file_and_executor_tools_allowed(declared_stacks, stack):
     permission = generated_config(declared_stacks[stack])["permission"]
     assert next(iter(permission.items())) == ("*", "deny"), "the deny-all rule must come first (last match wins)"
-    for tool in ("bash", "webfetch", "websearch", "task", "external_directory", "lsp", "skill", "question",
-                 "codesearch", "some_future_tool"):
+    for tool in (
+        "bash",
+        "webfetch",
+        "websearch",
+        "task",
+        "external_directory",
+        "lsp",
+        "skill",
+        "question",
+        "codesearch",
+        "some_future_tool",
+    ):
         assert last_rule(permission, tool) == "deny", tool
     for tool in ALLOWED_TOOLS:
         assert last_rule(permission, tool) == "allow", tool
@@ -135,9 +119,17 @@ def test_everything_is_denied_first_and_only_file_and_executor_tools_allowed(dec
 @pytest.mark.parametrize("stack", STACKS)
 def test_edits_of_git_internals_and_opencode_config_are_denied(declared_stacks, stack):
     permission = generated_config(declared_stacks[stack])["permission"]
-    for path in (".git/config", ".git/hooks/pre-commit", "sub/.git/hooks/post-checkout", ".opencode/tools/evil.js",
-                 ".opencode/plugins/evil.js", "opencode.json", "opencode.jsonc", "pkg/opencode.json",
-                 ".opencode-sandbox/data/opencode/opencode.db"):
+    for path in (
+        ".git/config",
+        ".git/hooks/pre-commit",
+        "sub/.git/hooks/post-checkout",
+        ".opencode/tools/evil.js",
+        ".opencode/plugins/evil.js",
+        "opencode.json",
+        "opencode.jsonc",
+        "pkg/opencode.json",
+        ".opencode-sandbox/data/opencode/opencode.db",
+    ):
         assert last_rule(permission, "edit", path) == "deny", path
     for path in ("src/main.py", "README.md", ".gitignore", "docs/opencode.md"):
         assert last_rule(permission, "edit", path) == "allow", path
@@ -152,8 +144,13 @@ def test_language_servers_and_formatters_are_off(declared_stacks, stack):
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_lockdown_environment(declared_stacks, stack):
     env = workspace_env(declared_stacks[stack])
-    for key in ("OPENCODE_DISABLE_PROJECT_CONFIG", "OPENCODE_DISABLE_AUTOUPDATE", "OPENCODE_DISABLE_MODELS_FETCH",
-                "OPENCODE_DISABLE_LSP_DOWNLOAD", "OPENCODE_DISABLE_EXTERNAL_SKILLS"):
+    for key in (
+        "OPENCODE_DISABLE_PROJECT_CONFIG",
+        "OPENCODE_DISABLE_AUTOUPDATE",
+        "OPENCODE_DISABLE_MODELS_FETCH",
+        "OPENCODE_DISABLE_LSP_DOWNLOAD",
+        "OPENCODE_DISABLE_EXTERNAL_SKILLS",
+    ):
         assert env.get(key) == "1", key
     assert "OPENCODE_EXPERIMENTAL" not in env and "OPENCODE_PURE" not in env
     # OpenCode's global config directory is the image's read-only one (with the secret-stripping plugin).
@@ -171,8 +168,9 @@ def test_the_project_opencode_directory_is_masked(declared_stacks, stack):
 
 @pytest.mark.usefixtures("on_developer_machine")
 def test_executor_approval_ask_makes_executor_calls_ask():
-    from harness.program import run_program, stack_config
     import yaml
+
+    from harness.program import run_program, stack_config
 
     workspace = yaml.safe_load(stack_config("ci")["opencode-sandbox:workspace"])
     declared = run_program("ci", set_config={"workspace": {**workspace, "executor_approval": "ask"}})
@@ -183,9 +181,10 @@ def test_executor_approval_ask_makes_executor_calls_ask():
 
 @pytest.mark.usefixtures("on_developer_machine")
 def test_executor_approval_is_validated():
-    from stacks.loader import SettingsError
-    from harness.program import run_program, stack_config
     import yaml
+
+    from harness.program import run_program, stack_config
+    from stacks.loader import SettingsError
 
     workspace = yaml.safe_load(stack_config("ci")["opencode-sandbox:workspace"])
     with pytest.raises(SettingsError) as caught:
@@ -200,21 +199,32 @@ def test_every_workspace_variable_holding_a_secret_is_stripped_from_user_shells(
     """The image's plugin names the variables it removes; the program decides which hold secrets."""
     import re
 
-    from sandbox_model.paths import IMAGES_DIR
-    from harness.program import run_program
-
     import yaml
 
     from components.opencode_config import MCP_SECRET_ENV_PREFIX
-    from harness.program import stack_config
+    from harness.program import run_program, stack_config
+    from sandbox_model.paths import IMAGES_DIR
 
     mcp_secrets = {"docs_token": "mcp-" + "m" * 30, "other_key": "mcp2-" + "n" * 30}
-    secrets = {"web_password": "pw-" + "p" * 30, "executor_token": "tok-" + "t" * 40, "model_api_key": "key-" + "k" * 30}
+    secrets = {
+        "web_password": "pw-" + "p" * 30,
+        "executor_token": "tok-" + "t" * 40,
+        "model_api_key": "key-" + "k" * 30,
+    }
     workspace = yaml.safe_load(stack_config("ci")["opencode-sandbox:workspace"])
-    servers = {"docs": {"url": "https://mcp.example.com/mcp",
-                        "headers": {"Authorization": "Bearer {secret:docs_token}", "X-Key": "{secret:other_key}"}}}
-    env = workspace_env(run_program("ci", set_config={"workspace": {**workspace, "mcp_servers": servers}},
-                                    secrets={**secrets, "mcp_secrets": json.dumps(mcp_secrets)}))
+    servers = {
+        "docs": {
+            "url": "https://mcp.example.com/mcp",
+            "headers": {"Authorization": "Bearer {secret:docs_token}", "X-Key": "{secret:other_key}"},
+        }
+    }
+    env = workspace_env(
+        run_program(
+            "ci",
+            set_config={"workspace": {**workspace, "mcp_servers": servers}},
+            secrets={**secrets, "mcp_secrets": json.dumps(mcp_secrets)},
+        )
+    )
     values = [*secrets.values(), *mcp_secrets.values()]
     holding_a_secret = {key for key, value in env.items() if any(secret in value for secret in values)}
     plugin = (IMAGES_DIR / "workspace" / "opencode-config" / "plugins" / "strip-secrets.js").read_text()

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from sandbox_model.paths import SECCOMP_DIR
+
 PROFILE_NAMES = ("executor", "service", "workspace")
 
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
@@ -87,7 +88,9 @@ def test_every_committed_profile_is_the_generators_output(generator):
     committed = {path.name: path.read_text() for path in SECCOMP_DIR.glob("*.json")}
     assert set(committed) == set(generated), "a profile JSON has no generator entry, or one was not generated"
     for filename, text in generated.items():
-        assert committed[filename] == text, f"{filename} differs from generate.py's output: run images/seccomp/generate.py"
+        assert committed[filename] == text, (
+            f"{filename} differs from generate.py's output: run images/seccomp/generate.py"
+        )
 
 
 def test_check_mode_reports_a_hand_edited_profile(generator, tmp_path, capsys):

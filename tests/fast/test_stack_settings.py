@@ -50,22 +50,27 @@ def assert_names(message: str, key: str, value: str | None, *fix_words: str):
 WORKSPACE = {"user": {"uid": 1000, "gid": 1000}, "project_dir": "/tmp/opencode-sandbox-test/project"}
 
 
-@pytest.mark.parametrize("key, value, shown, fix", [
-    ("workspace", {**WORKSPACE, "user": {"uid": 0, "gid": 1000}}, "= 0", "non-root"),
-    ("workspace", {**WORKSPACE, "user": {"uid": 1000, "gid": 0}}, "= 0", "non-root"),
-    ("workspace", {**WORKSPACE, "web": {"host_ip": "0.0.0.0"}}, "0.0.0.0", "127.0.0.1"),
-    ("workspace", {**WORKSPACE, "web": {"host_ip": "192.168.1.5"}}, "192.168.1.5", "127.0.0.1"),
-    ("workspace", {**WORKSPACE, "project_dir": "relative/dir"}, "relative/dir", "absolute"),
-    ("workspace", {**WORKSPACE, "shared_dir": "/nonexistent/shared"}, "/nonexistent/shared", "create it"),
-    ("workspace", {**WORKSPACE, "limits": {"memory_mb": 0, "cpus": 1, "nproc": 10}}, "= 0", "valid value"),
-    ("workspace", {**WORKSPACE, "limits": {"memory_mb": 512, "cpus": -1, "nproc": 10}}, "= -1", "valid value"),
-    ("workspace", {**WORKSPACE, "colour": "blue"}, None, "remove it"),
-])
+@pytest.mark.parametrize(
+    "key, value, shown, fix",
+    [
+        ("workspace", {**WORKSPACE, "user": {"uid": 0, "gid": 1000}}, "= 0", "non-root"),
+        ("workspace", {**WORKSPACE, "user": {"uid": 1000, "gid": 0}}, "= 0", "non-root"),
+        ("workspace", {**WORKSPACE, "web": {"host_ip": "0.0.0.0"}}, "0.0.0.0", "127.0.0.1"),
+        ("workspace", {**WORKSPACE, "web": {"host_ip": "192.168.1.5"}}, "192.168.1.5", "127.0.0.1"),
+        ("workspace", {**WORKSPACE, "project_dir": "relative/dir"}, "relative/dir", "absolute"),
+        ("workspace", {**WORKSPACE, "shared_dir": "/nonexistent/shared"}, "/nonexistent/shared", "create it"),
+        ("workspace", {**WORKSPACE, "limits": {"memory_mb": 0, "cpus": 1, "nproc": 10}}, "= 0", "valid value"),
+        ("workspace", {**WORKSPACE, "limits": {"memory_mb": 512, "cpus": -1, "nproc": 10}}, "= -1", "valid value"),
+        ("workspace", {**WORKSPACE, "colour": "blue"}, None, "remove it"),
+    ],
+)
 def test_bad_workspace_settings(on_developer_machine, key, value, shown, fix):
     message = rejected("ci", set_config={key: value})
     bad_key = {
-        "0.0.0.0": "workspace.web.host_ip", "192.168.1.5": "workspace.web.host_ip",
-        "relative/dir": "workspace.project_dir", "/nonexistent/shared": "workspace.shared_dir",
+        "0.0.0.0": "workspace.web.host_ip",
+        "192.168.1.5": "workspace.web.host_ip",
+        "relative/dir": "workspace.project_dir",
+        "/nonexistent/shared": "workspace.shared_dir",
     }.get(shown)
     if bad_key is None and "user" in value and 0 in value["user"].values():
         bad_key = "workspace.user." + ("uid" if value["user"]["uid"] == 0 else "gid")
@@ -90,8 +95,7 @@ def test_plain_text_secrets_are_refused(on_developer_machine):
 
 
 def test_secrets_set_as_secrets_are_accepted(on_developer_machine):
-    declared = run_program("ci", secrets={"web_password": "correct-horse-battery-staple-1",
-                                          "executor_token": "t" * 40})
+    declared = run_program("ci", secrets={"web_password": "correct-horse-battery-staple-1", "executor_token": "t" * 40})
     workspace = declared.container("workspace")[0]
     assert "OPENCODE_SERVER_PASSWORD=correct-horse-battery-staple-1" in workspace.inputs["envs"]
     assert "envs" in workspace.secret_inputs
@@ -108,8 +112,13 @@ def test_mutable_model_image_is_refused(on_developer_machine):
 
 
 def test_model_settings_are_validated_per_backend(on_developer_machine):
-    bad = {"backend": "vllm", "image": "vllm/vllm-openai:v0.11.0", "cache_dir": "/tmp/x",
-           "gpu_memory_utilization": 1.5, "max_model_len": 0}
+    bad = {
+        "backend": "vllm",
+        "image": "vllm/vllm-openai:v0.11.0",
+        "cache_dir": "/tmp/x",
+        "gpu_memory_utilization": 1.5,
+        "max_model_len": 0,
+    }
     message = rejected("gpu", set_config={"model": bad})
     assert_names(message, "model.gpu_memory_utilization", "1.5", "valid value")
     assert_names(message, "model.max_model_len", "0", "valid value")
@@ -172,6 +181,7 @@ def test_the_conductor_is_off_by_default_and_its_port_must_be_free(on_developer_
 
 
 def test_every_problem_is_reported_at_once(on_developer_machine):
-    message = rejected("ci", set_config={"workspace": {**WORKSPACE, "user": {"uid": 0, "gid": 0}},
-                                         "executors": {"count": 0}})
+    message = rejected(
+        "ci", set_config={"workspace": {**WORKSPACE, "user": {"uid": 0, "gid": 0}}, "executors": {"count": 0}}
+    )
     assert message.count("Fix:") >= 3, message

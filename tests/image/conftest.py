@@ -13,13 +13,13 @@ import json
 import secrets
 import time
 import uuid
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from tests.image.support import remove_labelled, suite_label
 from harness.images import build_image
+from tests.image.support import remove_labelled, suite_label
 
 TEST_LABEL = suite_label("executor")
 WORKSPACE_TAG = "opencode-sandbox/workspace:test"
@@ -125,21 +125,31 @@ def declared_executor(developer_home):
     return executors[0]  # registration order varies between runs; executor-0 is always there
 
 
-def _executor_override(declared, *, name: str, image: str, network: str, token: str,
-                       environment: dict | None, healthcheck: dict | None) -> dict:
+def _executor_override(
+    declared, *, name: str, image: str, network: str, token: str, environment: dict | None, healthcheck: dict | None
+) -> dict:
     """What a test changes of the declared executor: identity, image, network, token; never the hardening."""
+    from sandbox_model.bearer_gate import token_digest
     from sandbox_model.naming import LABEL_STACK
 
-    from components.executors import token_digest
-
     envs = [env for env in declared.inputs["envs"] if not env.startswith("EXECUTOR_TOKEN_SHA256=")]
-    envs += [f"EXECUTOR_TOKEN_SHA256={token_digest(token)}",
-             *(f"{key}={value}" for key, value in (environment or {}).items())]
+    envs += [
+        f"EXECUTOR_TOKEN_SHA256={token_digest(token)}",
+        *(f"{key}={value}" for key, value in (environment or {}).items()),
+    ]
     labels = [label for label in declared.inputs["labels"] if label["label"] != LABEL_STACK]
-    labels += [{"label": LABEL_STACK, "value": "container-tests"},
-               *({"label": key, "value": value} for key, value in TEST_LABEL.items())]
-    override = {"name": name, "image": image, "envs": envs, "labels": labels,
-                "networksAdvanced": [{"name": network}], "wait": False}
+    labels += [
+        {"label": LABEL_STACK, "value": "container-tests"},
+        *({"label": key, "value": value} for key, value in TEST_LABEL.items()),
+    ]
+    override = {
+        "name": name,
+        "image": image,
+        "envs": envs,
+        "labels": labels,
+        "networksAdvanced": [{"name": network}],
+        "wait": False,
+    }
     if healthcheck is not None:
         override["healthcheck"] = healthcheck
     return override
@@ -152,7 +162,6 @@ def start_executor(docker_client, executor_image, declared_executor, tmp_path_fa
     import httpx2
 
     from harness.pulumi_cli import ONE_CONTAINER_PROGRAM, PulumiWorkspace
-
     from tests.support.requirements import require_toolchain
 
     require_toolchain("starts executors with the Pulumi CLI")
@@ -169,8 +178,15 @@ def start_executor(docker_client, executor_image, declared_executor, tmp_path_fa
     def start(network, *, healthcheck: dict | None = None, environment: dict | None = None) -> ExecutorContainer:
         token = "test-" + secrets.token_hex(16)
         name = f"executor-test-{uuid.uuid4().hex[:8]}"
-        override = _executor_override(declared_executor, name=name, image=executor_image, network=network.name,
-                                      token=token, environment=environment, healthcheck=healthcheck)
+        override = _executor_override(
+            declared_executor,
+            name=name,
+            image=executor_image,
+            network=network.name,
+            token=token,
+            environment=environment,
+            healthcheck=healthcheck,
+        )
         pulumi_cli.init_stack(name)
         stacks.append(name)
         pulumi_cli.run("config", "set", "--stack", name, "inputs", json.dumps({**declared_executor.inputs, **override}))

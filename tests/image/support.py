@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 
-from sandbox_model.security import baseline
 from sandbox_model.paths import REPO_ROOT
+from sandbox_model.security import baseline
 
 TEST_LABEL_KEY = "opencode-sandbox.test"
 
@@ -60,12 +60,18 @@ def hardened_options(profile: str | None, *, user: str = PROBE_USER, tmpfs: dict
     }
 
 
-def run_to_completion(client, image: str, command: list[str], options: dict, environment: dict | None = None,
-                      timeout: int = 120) -> tuple[int, str]:
+def run_to_completion(
+    client, image: str, command: list[str], options: dict, environment: dict | None = None, timeout: int = 120
+) -> tuple[int, str]:
     """Runs a container to its end; returns (exit code, combined output) and always removes it."""
     container = client.containers.run(
-        image, command, detach=True, name=f"images-test-{uuid.uuid4().hex[:8]}",
-        environment=environment or {}, network_mode="none", **options,
+        image,
+        command,
+        detach=True,
+        name=f"images-test-{uuid.uuid4().hex[:8]}",
+        environment=environment or {},
+        network_mode="none",
+        **options,
     )
     try:
         status = container.wait(timeout=timeout)

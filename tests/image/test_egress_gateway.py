@@ -31,14 +31,14 @@ from components.egress_proxy import (
     render_squid_conf,
 )
 from components.hardening import Tmpfs
+from harness.images import EXTRA_CA_FILE, build_image, require_base_image
 from sandbox_model.destinations import PROXY_PORT, Destination
-from sandbox_model.security import baseline
 from sandbox_model.roles import Role
-from sandbox_model.topology import INTERNAL_NETWORK_OPTIONS
+from sandbox_model.security import baseline
 from sandbox_model.security.profiles import seccomp_profile
+from sandbox_model.topology import INTERNAL_NETWORK_OPTIONS
 from stacks.settings import EgressSettings, GatewaySettings
 from tests.image.support import remove_labelled
-from harness.images import EXTRA_CA_FILE, build_image, require_base_image
 
 pytestmark = pytest.mark.docker
 
@@ -91,8 +91,13 @@ def docker_api(docker_client):
 @pytest.fixture(scope="module")
 def images(docker_api):
     build_image(docker_api, "egress", EGRESS_TAG)
-    docker_api.images.build(fileobj=io.BytesIO(CLIENT_DOCKERFILE), tag=CLIENT_TAG, rm=True, forcerm=True,
-                            buildargs={"BASE_IMAGE": require_base_image(docker_api)})
+    docker_api.images.build(
+        fileobj=io.BytesIO(CLIENT_DOCKERFILE),
+        tag=CLIENT_TAG,
+        rm=True,
+        forcerm=True,
+        buildargs={"BASE_IMAGE": require_base_image(docker_api)},
+    )
 
 
 class _Listener(socketserver.ThreadingTCPServer):
@@ -164,24 +169,40 @@ def gateway_run_options() -> dict:
         "mem_limit": f"{limits.memory_mb}m",
         "memswap_limit": f"{limits.memory_mb}m",
         "nano_cpus": int(limits.cpus * 1e9),
-        "ulimits": [docker.types.Ulimit(name="nproc", soft=limits.nproc, hard=limits.nproc),
-                    docker.types.Ulimit(name="nofile", soft=4096, hard=4096),
-                    docker.types.Ulimit(name="core", soft=0, hard=0)],
+        "ulimits": [
+            docker.types.Ulimit(name="nproc", soft=limits.nproc, hard=limits.nproc),
+            docker.types.Ulimit(name="nofile", soft=4096, hard=4096),
+            docker.types.Ulimit(name="core", soft=0, hard=0),
+        ],
         "log_config": docker.types.LogConfig(type=baseline.LOG_DRIVER, config=dict(baseline.LOG_OPTS)),
     }
 
 
 def sandbox_network(client, purpose: str, suffix: str, internal: bool):
-    return client.networks.create(f"egress-test-{purpose}-{suffix}", driver="bridge", internal=internal,
-                                  options=dict(INTERNAL_NETWORK_OPTIONS) if internal else None,
-                                  labels=TEST_LABEL)
+    return client.networks.create(
+        f"egress-test-{purpose}-{suffix}",
+        driver="bridge",
+        internal=internal,
+        options=dict(INTERNAL_NETWORK_OPTIONS) if internal else None,
+        labels=TEST_LABEL,
+    )
 
 
 def sandbox_container(client, name: str, network, **options):
     """A stand-in for a sandbox role: non-root, no capabilities, the stack's DNS setting."""
-    return client.containers.run(CLIENT_TAG, ["sleep", "infinity"], name=name, detach=True, network=network.name,
-                                 user=CLIENT_USER, cap_drop=["ALL"], security_opt=[baseline.NO_NEW_PRIVILEGES],
-                                 dns=list(baseline.CONTAINER_DNS_UPSTREAM), labels=TEST_LABEL, **options)
+    return client.containers.run(
+        CLIENT_TAG,
+        ["sleep", "infinity"],
+        name=name,
+        detach=True,
+        network=network.name,
+        user=CLIENT_USER,
+        cap_drop=["ALL"],
+        security_opt=[baseline.NO_NEW_PRIVILEGES],
+        dns=list(baseline.CONTAINER_DNS_UPSTREAM),
+        labels=TEST_LABEL,
+        **options,
+    )
 
 
 def wait_healthy(container) -> None:
@@ -192,8 +213,10 @@ def wait_healthy(container) -> None:
         if state.get("Health", {}).get("Status") == "healthy":
             return
         if state["Status"] != "running" or time.monotonic() > deadline:
-            raise AssertionError(f"the egress gateway did not become healthy ({state['Status']}, "
-                                 f"{state.get('Health')}):\n{container.logs().decode(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"the egress gateway did not become healthy ({state['Status']}, "
+                f"{state.get('Health')}):\n{container.logs().decode(errors='replace')[-3000:]}"
+            )
         time.sleep(0.5)
 
 
@@ -206,20 +229,39 @@ def topology(docker_api, images, host_listener):
     # The stack's external-model destination: a service on the Docker host, here the listener.
     conf = render_squid_conf(ALLOW, [Destination("host.docker.internal", host_listener.port, tls=False)])
     proxy = docker_api.containers.create(
-        EGRESS_TAG, name=f"egress-test-proxy-{suffix}", network=inside.name, labels=TEST_LABEL,
-        environment={"EGRESS_SQUID_CONF": conf}, extra_hosts={"host.docker.internal": "host-gateway"},
-        **gateway_run_options())
+        EGRESS_TAG,
+        name=f"egress-test-proxy-{suffix}",
+        network=inside.name,
+        labels=TEST_LABEL,
+        environment={"EGRESS_SQUID_CONF": conf},
+        extra_hosts={"host.docker.internal": "host-gateway"},
+        **gateway_run_options(),
+    )
     outside.connect(proxy)
     proxy.start()
     # This machine's extra CA (TLS-intercepting proxy) goes to the test client only, never the gateway.
     ca = {str(EXTRA_CA_FILE): {"bind": CA_IN_CLIENT, "mode": "ro"}} if EXTRA_CA_FILE.is_file() else {}
     client = sandbox_container(docker_api, f"egress-test-client-{suffix}", inside, volumes=ca)
     executor = sandbox_container(docker_api, f"egress-test-executor-{suffix}", executor_net)
-    control = docker_api.containers.run(CLIENT_TAG, ["sleep", "infinity"], name=f"egress-test-control-{suffix}",
-                                        detach=True, network=outside.name, labels=TEST_LABEL)
+    control = docker_api.containers.run(
+        CLIENT_TAG,
+        ["sleep", "infinity"],
+        name=f"egress-test-control-{suffix}",
+        detach=True,
+        network=outside.name,
+        labels=TEST_LABEL,
+    )
     wait_healthy(proxy)
-    yield Topology(client=client, proxy=proxy, inside=inside, outside=outside, executor_net=executor_net,
-                   executor=executor, control=control, listener=host_listener)
+    yield Topology(
+        client=client,
+        proxy=proxy,
+        inside=inside,
+        outside=outside,
+        executor_net=executor_net,
+        executor=executor,
+        control=control,
+        listener=host_listener,
+    )
     # docker_api's finalizer removes every labelled container and network, also after a failure here.
 
 
@@ -245,16 +287,23 @@ def fetch(topology: Topology, url: str, *curl_args: str, proxy: bool = True) -> 
     """curl from the stand-in workspace, through the gateway unless proxy=False."""
     route = f"-x {topology.proxy_url}" if proxy else "--noproxy '*'"
     # The system CAs plus this machine's extra CA (a TLS-intercepting proxy), when it has one.
-    script = (f"cat /etc/ssl/certs/ca-certificates.crt {CA_IN_CLIENT} > /tmp/ca.pem 2>/dev/null; rm -f /tmp/body; "
-              f"curl -sS --max-time 30 --cacert /tmp/ca.pem {route} {' '.join(curl_args)} -o /tmp/body "
-              f"-w '%{{http_code}} %{{http_connect}}' '{url}' 2>/tmp/curl.err; echo \" $?\"; "
-              "head -c 20000 /tmp/body 2>/dev/null")
+    script = (
+        f"cat /etc/ssl/certs/ca-certificates.crt {CA_IN_CLIENT} > /tmp/ca.pem 2>/dev/null; rm -f /tmp/body; "
+        f"curl -sS --max-time 30 --cacert /tmp/ca.pem {route} {' '.join(curl_args)} -o /tmp/body "
+        f"-w '%{{http_code}} %{{http_connect}}' '{url}' 2>/tmp/curl.err; echo \" $?\"; "
+        "head -c 20000 /tmp/body 2>/dev/null"
+    )
     _, output = sh(topology.client, script)
     first, _, body = output.partition("\n")
     codes = first.split()
     assert len(codes) == 3, f"curl said: {output}"
-    return Fetch(curl_exit=int(codes[2]), status=codes[0], connect_status=codes[1], body=body,
-                 error=sh(topology.client, "cat /tmp/curl.err")[1].strip())
+    return Fetch(
+        curl_exit=int(codes[2]),
+        status=codes[0],
+        connect_status=codes[1],
+        body=body,
+        error=sh(topology.client, "cat /tmp/curl.err")[1].strip(),
+    )
 
 
 class ProxyLog:
@@ -271,7 +320,7 @@ class ProxyLog:
         """The next ``count`` decisions logged since the last call (each line must be JSON)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            fresh = self.lines()[self.seen:]
+            fresh = self.lines()[self.seen :]
             if len(fresh) >= count or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -282,8 +331,10 @@ class ProxyLog:
 
 def probe(container, address: str, port: int) -> str:
     """What a raw TCP request from ``container`` to address:port gets back ('' when nothing)."""
-    script = (f"timeout {PROBE_TIMEOUT_S} bash -c 'exec 3<>/dev/tcp/{address}/{port} && "
-              f"printf \"GET / HTTP/1.0\\r\\n\\r\\n\" >&3 && cat <&3' 2>&1")
+    script = (
+        f"timeout {PROBE_TIMEOUT_S} bash -c 'exec 3<>/dev/tcp/{address}/{port} && "
+        f'printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3\' 2>&1'
+    )
     return sh(container, script)[1]
 
 
@@ -313,8 +364,11 @@ def test_the_gateway_runs_as_the_stack_runs_it(topology):
     assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
     assert fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2"
     assert "squid -N -f /run/squid/squid.conf" in status
-    errors = [line for line in topology.proxy.logs(stdout=False, stderr=True).decode().splitlines()
-              if "FATAL" in line or "ERROR" in line]
+    errors = [
+        line
+        for line in topology.proxy.logs(stdout=False, stderr=True).decode().splitlines()
+        if "FATAL" in line or "ERROR" in line
+    ]
     assert not errors, errors
 
 
@@ -325,15 +379,23 @@ def test_allowlisted_plain_http_is_fetched_through_the_gateway(topology):
     assert "Codename: bookworm" in result.body
     [decision] = log.new()
     assert (decision["method"], decision["host"], decision["port"], decision["status"], decision["decision"]) == (
-        "GET", "deb.debian.org", "80", "200", "allowed")
+        "GET",
+        "deb.debian.org",
+        "80",
+        "200",
+        "allowed",
+    )
     assert decision["client"] == address_on(topology.client, topology.inside)
     assert decision["server"] != "-" and decision["time"].endswith("Z")
 
 
-@pytest.mark.parametrize("url, status", [
-    ("https://pypi.org/simple/pip/", "200"),
-    ("https://files.pythonhosted.org/", None),  # whatever the CDN answers for its root
-])
+@pytest.mark.parametrize(
+    "url, status",
+    [
+        ("https://pypi.org/simple/pip/", "200"),
+        ("https://files.pythonhosted.org/", None),  # whatever the CDN answers for its root
+    ],
+)
 def test_allowlisted_https_is_tunnelled_through_the_gateway(topology, url, status):
     log = ProxyLog(topology.proxy)
     result = fetch(topology, url)
@@ -342,8 +404,13 @@ def test_allowlisted_https_is_tunnelled_through_the_gateway(topology, url, statu
         assert result.status == status, result
     [decision] = log.new()
     host = url.split("/")[2]
-    assert (decision["method"], decision["host"], decision["port"], decision["squid_status"],
-            decision["decision"]) == ("CONNECT", host, "443", "TCP_TUNNEL", "allowed")
+    assert (decision["method"], decision["host"], decision["port"], decision["squid_status"], decision["decision"]) == (
+        "CONNECT",
+        host,
+        "443",
+        "TCP_TUNNEL",
+        "allowed",
+    )
     assert decision["server"] != "-"
 
 
@@ -354,19 +421,22 @@ def test_a_name_not_on_the_allowlist_is_denied_without_any_connection(topology):
     assert tunnel.connect_status == "403" and tunnel.curl_exit != 0, tunnel
     assert plain.status == "403", plain
     assert "opencode-sandbox egress: registry.npmjs.org is not on the allowlist (egress.allow)" in plain.body
-    for decision, method, port in zip(log.new(2), ("CONNECT", "GET"), ("443", "80")):
+    for decision, method, port in zip(log.new(2), ("CONNECT", "GET"), ("443", "80"), strict=True):
         assert (decision["method"], decision["host"], decision["port"]) == (method, "registry.npmjs.org", port)
         assert (decision["decision"], decision["status"], decision["error"]) == ("denied", "403", PAGE_NOT_ALLOWLISTED)
         assert decision["server"] == "-", "the gateway connected somewhere for a denied name"
 
 
-@pytest.mark.parametrize("url, curl_args, method, host, port", [
-    ("https://pypi.org:8443/", (), "CONNECT", "pypi.org", "8443"),  # CONNECT to another port
-    ("http://deb.debian.org:8080/", (), "GET", "deb.debian.org", "8080"),  # plain HTTP to another port
-    ("http://pypi.org:443/", (), "GET", "pypi.org", "443"),  # plain HTTP to the TLS port
-    ("http://deb.debian.org/", ("-X", "TRACE"), "TRACE", "deb.debian.org", "80"),  # a method that is not admitted
-    ("http://pypi.org:22/", ("-p",), "CONNECT", "pypi.org", "22"),  # a tunnel to anything else
-])
+@pytest.mark.parametrize(
+    "url, curl_args, method, host, port",
+    [
+        ("https://pypi.org:8443/", (), "CONNECT", "pypi.org", "8443"),  # CONNECT to another port
+        ("http://deb.debian.org:8080/", (), "GET", "deb.debian.org", "8080"),  # plain HTTP to another port
+        ("http://pypi.org:443/", (), "GET", "pypi.org", "443"),  # plain HTTP to the TLS port
+        ("http://deb.debian.org/", ("-X", "TRACE"), "TRACE", "deb.debian.org", "80"),  # a method that is not admitted
+        ("http://pypi.org:22/", ("-p",), "CONNECT", "pypi.org", "22"),  # a tunnel to anything else
+    ],
+)
 def test_other_ports_and_methods_of_allowlisted_names_are_denied(topology, url, curl_args, method, host, port):
     log = ProxyLog(topology.proxy)
     result = fetch(topology, url, *curl_args)
@@ -374,8 +444,14 @@ def test_other_ports_and_methods_of_allowlisted_names_are_denied(topology, url, 
     if method != "CONNECT":
         assert f"opencode-sandbox egress: {method} to {host} port {port} is not allowed" in result.body
     [decision] = log.new()
-    assert (decision["method"], decision["host"], decision["port"], decision["decision"], decision["error"],
-            decision["server"]) == (method, host, port, "denied", PAGE_PORT_NOT_ALLOWED, "-")
+    assert (
+        decision["method"],
+        decision["host"],
+        decision["port"],
+        decision["decision"],
+        decision["error"],
+        decision["server"],
+    ) == (method, host, port, "denied", PAGE_PORT_NOT_ALLOWED, "-")
 
 
 def test_the_external_model_endpoint_on_the_docker_host_is_reached_exactly(topology):
@@ -396,17 +472,18 @@ def test_every_decision_line_is_json_even_for_malformed_requests(topology):
     """Raw requests squid cannot parse, or that carry quotes, backslashes and control bytes."""
     requests = [
         'GET http://a"b.example/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n',
-        'GET http://a\\\\b.example/ HTTP/1.1\\r\\n\\r\\n',
+        "GET http://a\\\\b.example/ HTTP/1.1\\r\\n\\r\\n",
         'G"E\\\\T http://pypi.org/ HTTP/1.1\\r\\n\\r\\n',
         'CONNECT "quoted":443 HTTP/1.1\\r\\n\\r\\n',
-        'GET http://\\xc3\\xa4\\x01.example/ HTTP/1.1\\r\\n\\r\\n',
+        "GET http://\\xc3\\xa4\\x01.example/ HTTP/1.1\\r\\n\\r\\n",
         '\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc\\x03\\x03"\\\\\\n\\x01',
-        'CONNECT [::1]:443 HTTP/1.1\\r\\n\\r\\n',
+        "CONNECT [::1]:443 HTTP/1.1\\r\\n\\r\\n",
     ]
     log = ProxyLog(topology.proxy)
     for request in requests:
-        script = (f"exec 3<>/dev/tcp/{topology.proxy.name}/{PROXY_PORT} && printf '{request}' >&3 && "
-                  "timeout 3 head -c 64 <&3")
+        script = (
+            f"exec 3<>/dev/tcp/{topology.proxy.name}/{PROXY_PORT} && printf '{request}' >&3 && timeout 3 head -c 64 <&3"
+        )
         _, answer = sh(topology.client, script)
         assert answer.startswith("HTTP/1.1 4"), f"{request!r} -> {answer!r}"
     decisions = log.new(len(requests))  # each line parsed as JSON
@@ -415,7 +492,7 @@ def test_every_decision_line_is_json_even_for_malformed_requests(topology):
     # A connection that sends nothing (a port probe) is no decision and leaves no line.
     sh(topology.client, f"exec 3<>/dev/tcp/{topology.proxy.name}/{PROXY_PORT}; exec 3<&-")
     time.sleep(1)
-    assert log.lines()[log.seen:] == []
+    assert log.lines()[log.seen :] == []
 
 
 # --- what nobody gets past it ---------------------------------------------------------------------
@@ -455,7 +532,9 @@ def test_the_docker_host_is_unreachable_from_internal_networks(topology):
     # The control: from a network with a route, the host's listener answers the same probe.
     assert listener.token in probe(topology.control, gateway_address(topology.outside), listener.port)
     host_addresses = {
-        gateway_address(topology.inside), gateway_address(topology.executor_net), gateway_address(topology.outside),
+        gateway_address(topology.inside),
+        gateway_address(topology.executor_net),
+        gateway_address(topology.outside),
         # This host's own address towards the outside (a UDP "connect" sends nothing).
         _source_address(registry_address("pypi.org", 443)),
     }
@@ -479,4 +558,3 @@ def test_another_internal_network_cannot_reach_the_gateway(topology):
         address = address_on(topology.proxy, network)
         answer = probe(topology.executor, address, PROXY_PORT)
         assert "HTTP/" not in answer, f"an executor reached the gateway at {address}: {answer}"
-

@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from executor_service.runner import FORK_LANDLOCK_ABI, landlock_abi  # noqa: E402 - the containers' kernel is this one
-
-from tests.fast.executor.probes import ATTEMPTS  # noqa: E402
+from executor_service.runner import FORK_LANDLOCK_ABI, landlock_abi
+from tests.support.executor_probes import ATTEMPTS
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -55,13 +54,17 @@ print(json.dumps({
 """
 
 
-
 @pytest.fixture(scope="module")
 def sandbox(make_network, start_executor, declared_executor):
     """The executor under attack, alone on an internal network (no route out), its declared healthcheck
     probing every second."""
-    every_second = {**declared_executor.inputs["healthcheck"], "interval": "1s", "timeout": "5s", "retries": 3,
-                    "startPeriod": "0s"}
+    every_second = {
+        **declared_executor.inputs["healthcheck"],
+        "interval": "1s",
+        "timeout": "5s",
+        "retries": 3,
+        "startPeriod": "0s",
+    }
     return start_executor(make_network(internal=True), healthcheck=every_second)
 
 
@@ -430,14 +433,16 @@ def test_no_executor_environment_holds_the_token_and_the_digest_opens_nothing(sa
     declared = declared_executor.inputs["envs"]
     assert not [env for env in declared if env.startswith("EXECUTOR_TOKEN=")]
     assert [env.split("=", 1)[0] for env in declared if env.startswith("EXECUTOR_TOKEN_SHA256=")] == [
-        "EXECUTOR_TOKEN_SHA256"]
+        "EXECUTOR_TOKEN_SHA256"
+    ]
     environment = sandbox.container.attrs["Config"]["Env"]
     assert not any(sandbox.token in env for env in environment)
     digest = hashlib.sha256(sandbox.token.encode()).hexdigest()
     assert f"EXECUTOR_TOKEN_SHA256={digest}" in environment
     # Whoever reads the digest (from an environment, an image, a log) holds nothing that authenticates.
-    presented = sandbox.http.post("/v1/run", json={"language": "sh", "source": "true"},
-                                  headers={"Authorization": f"Bearer {digest}"}, timeout=30)
+    presented = sandbox.http.post(
+        "/v1/run", json={"language": "sh", "source": "true"}, headers={"Authorization": f"Bearer {digest}"}, timeout=30
+    )
     assert presented.status_code == 401
     assert_pristine(sandbox)
 
@@ -467,8 +472,17 @@ def test_a_job_can_neither_read_nor_take_over_the_healthcheck(sandbox, attempt):
     # be changed (job-launch's seccomp filter); with Landlock's signal scope it cannot even be paused.
     stop = "denied" if landlock_abi() >= FORK_LANDLOCK_ABI else "allowed"
     assert list(report["targets"].values()) == [
-        {"owner": 0, "stop": stop, "environ": "denied", "mem_read": "denied", "mem_write": "denied",
-         "fd": "denied", "prlimit": "denied", "renice": "denied", "affinity": "denied"}
+        {
+            "owner": 0,
+            "stop": stop,
+            "environ": "denied",
+            "mem_read": "denied",
+            "mem_write": "denied",
+            "fd": "denied",
+            "prlimit": "denied",
+            "renice": "denied",
+            "affinity": "denied",
+        }
     ], report
     assert report["token_seen"] is False
     assert report["token_variable_seen"] is False
@@ -567,16 +581,25 @@ def test_no_job_can_steer_the_oom_killer_onto_the_service(sandbox):
         ("/v1/run", b'{"language": "python", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
         ("/v1/run", b'{"language": "python", "source": "print(1) # \\ud800"}'),
         ("/v1/run", b'{"language": "sh", "source": "cat", "stdin": "\\udfff"}'),
-        ("/mcp", b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
-                 b'{"language": "sh", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"),
-        ("/mcp", b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
-                 b'{"language": "sh", "source": "echo \\ud800"}}}'),
+        (
+            "/mcp",
+            b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+            b'{"language": "sh", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}",
+        ),
+        (
+            "/mcp",
+            b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+            b'{"language": "sh", "source": "echo \\ud800"}}}',
+        ),
     ],
 )
 def test_malformed_requests_get_a_4xx_with_a_message(sandbox, path, body):
     """Hole 4: nesting deeper than any parser recurses, a lone UTF-16 surrogate in the source or stdin."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-               "MCP-Protocol-Version": "2025-06-18"}
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
     response = sandbox.http.post(path, content=body, headers=headers, timeout=30)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
     answer = response.json()
@@ -592,7 +615,9 @@ def test_malformed_requests_get_a_4xx_with_a_message(sandbox, path, body):
 
 #: A hostile job against the service (PID 1) and, when it was forked, the fork server (its parent): the calls
 #: the container's seccomp profile must allow (the service uses them) and the kernel allows the same UID.
-LIMIT_THE_SERVICE = ATTEMPTS + r"""
+LIMIT_THE_SERVICE = (
+    ATTEMPTS
+    + r"""
 import json, os, resource, signal
 report = {"parent": os.getppid()}
 for name, pid in {"service": 1, "parent": os.getppid()}.items():
@@ -605,13 +630,15 @@ for name, pid in {"service": 1, "parent": os.getppid()}.items():
 report["renice the UID"] = attempt(lambda: os.setpriority(os.PRIO_USER, 0, 19))
 print(json.dumps(report))
 """
-SERVICE_STATE = ("import os\nprint(open('/proc/1/limits').read(), os.getpriority(os.PRIO_PROCESS, 1),\n"
-                 "      os.sched_getaffinity(1) == os.sched_getaffinity(0))")
+)
+SERVICE_STATE = (
+    "import os\nprint(open('/proc/1/limits').read(), os.getpriority(os.PRIO_PROCESS, 1),\n"
+    "      os.sched_getaffinity(1) == os.sched_getaffinity(0))"
+)
 
 
 @pytest.mark.parametrize("start", ["forked", "cold"])
-def test_no_job_can_change_the_limits_priority_or_cpus_of_the_service_or_the_fork_server(sandbox, cold_sandbox,
-                                                                                         start):
+def test_no_job_can_change_the_limits_priority_or_cpus_of_the_service_or_the_fork_server(sandbox, cold_sandbox, start):
     """The reported hole: prlimit(1, RLIMIT_NOFILE, (4, 4)) made the service's next cleanup fail ("Too many open
     files") and the executor answer 503 for good. job-launch's seccomp filter refuses these calls unless they
     target the caller itself."""
@@ -651,7 +678,7 @@ def wait_for_logs(executor, text: str, count: int) -> int:
 
 
 def test_a_forked_job_can_neither_signal_trace_limit_renice_nor_read_the_fork_server(sandbox):
-    from tests.fast.executor.probes import ATTACK_THE_FORK_SERVER, expected_attack_outcome
+    from tests.support.executor_probes import ATTACK_THE_FORK_SERVER, expected_attack_outcome
 
     if landlock_abi() < FORK_LANDLOCK_ABI:
         pytest.skip(f"no fork server without Landlock ABI {FORK_LANDLOCK_ABI}")
@@ -752,11 +779,14 @@ def test_a_shell_job_cannot_touch_the_waiting_python(sandbox):
     """sh jobs start cold. The fork server goes on waiting beside one, out of its reach; a pre-started
     interpreter (python) is ended, and swept, before the shell starts."""
     sandbox.run("python", "pass")
-    found = sandbox.run("sh", "for p in /proc/[0-9]*; do\n"
-                              "  if grep -q main.py $p/cmdline 2>/dev/null; then\n"
-                              "    if kill -STOP ${p#/proc/} 2>/dev/null; then echo stopped; else echo refused; fi\n"
-                              "  fi\n"
-                              "done")["stdout"]
+    found = sandbox.run(
+        "sh",
+        "for p in /proc/[0-9]*; do\n"
+        "  if grep -q main.py $p/cmdline 2>/dev/null; then\n"
+        "    if kill -STOP ${p#/proc/} 2>/dev/null; then echo stopped; else echo refused; fi\n"
+        "  fi\n"
+        "done",
+    )["stdout"]
     assert wait_for_logs(sandbox, "job sh (cold start)", 1) >= 1
     if landlock_abi() >= FORK_LANDLOCK_ABI:
         assert found == "refused\n"  # the fork server, and nothing else
@@ -809,7 +839,7 @@ def prestarting_sandbox(make_network, start_executor):
 
 @pytest.mark.parametrize("mode", ["fork", "python"])
 def test_a_warm_job_in_a_container_is_a_cold_job(sandbox, prestarting_sandbox, cold_sandbox, mode):
-    from tests.fast.executor.probes import CASES, PROBE
+    from tests.support.executor_probes import CASES, PROBE
 
     warm_sandbox = sandbox if mode == "fork" else prestarting_sandbox
     start = {"fork": "fork", "python": "warm"}[mode] if landlock_abi() >= FORK_LANDLOCK_ABI else "warm"

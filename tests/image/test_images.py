@@ -10,13 +10,13 @@ import uuid
 
 import pytest
 
+from harness.images import ImageBuildError, build_image
 from stacks.settings import OPENCODE_VERSION
 from tests.image.support import (
     IMAGES_TEST_LABEL,
     hardened_options,
     run_to_completion,
 )
-from harness.images import ImageBuildError, build_image
 
 pytestmark = pytest.mark.docker
 
@@ -110,7 +110,10 @@ def wait_healthy(container) -> None:
 
 def test_no_setuid_or_setgid_file(client, image):
     code, output = run_to_completion(
-        client, image, ["/", "-xdev", "-perm", "/6000"], {"user": "0", "entrypoint": ["find"], "labels": IMAGES_TEST_LABEL}
+        client,
+        image,
+        ["/", "-xdev", "-perm", "/6000"],
+        {"user": "0", "entrypoint": ["find"], "labels": IMAGES_TEST_LABEL},
     )
     assert code == 0, output
     assert output.strip() == "", f"setuid/setgid bits in {image}:\n{output}"
@@ -132,8 +135,9 @@ def test_healthcheck_and_oci_labels_are_declared(client, image):
 
 
 def test_workspace_has_no_sudo_and_is_versioned(client, workspace_image):
-    code, output = run_to_completion(client, workspace_image, ["bash", "-c", "command -v sudo"],
-                                     {"labels": IMAGES_TEST_LABEL})
+    code, output = run_to_completion(
+        client, workspace_image, ["bash", "-c", "command -v sudo"], {"labels": IMAGES_TEST_LABEL}
+    )
     assert code == 1 and output.strip() == "", f"sudo is installed: {output}"
     labels = client.images.get(workspace_image).attrs["Config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == OPENCODE_VERSION
@@ -148,41 +152,48 @@ def test_workspace_has_no_sudo_and_is_versioned(client, workspace_image):
 )
 def test_workspace_build_fails_unless_the_download_matches_its_integrity(client, integrity, message):
     with pytest.raises(ImageBuildError, match=message):
-        build_image(client, "workspace", "opencode-sandbox/workspace:integrity-test",
-                    {"OPENCODE_INTEGRITY": integrity})
+        build_image(client, "workspace", "opencode-sandbox/workspace:integrity-test", {"OPENCODE_INTEGRITY": integrity})
 
 
 # --- the workspace's runtime contract: read-only, UID 1234 without a passwd entry ---------
 
 
 def test_opencode_runs_read_only_as_an_unnamed_uid(client, workspace_image):
-    code, output = run_to_completion(client, workspace_image, ["opencode", "--version"], workspace_options(),
-                                     environment=workspace_environment())
+    code, output = run_to_completion(
+        client, workspace_image, ["opencode", "--version"], workspace_options(), environment=workspace_environment()
+    )
     assert code == 0, output
     assert output.strip() == OPENCODE_VERSION
 
 
 def test_opencode_accepts_the_config_from_the_environment(client, workspace_image):
-    code, output = run_to_completion(client, workspace_image, ["opencode", "debug", "config"], workspace_options(),
-                                     environment=workspace_environment())
+    code, output = run_to_completion(
+        client,
+        workspace_image,
+        ["opencode", "debug", "config"],
+        workspace_options(),
+        environment=workspace_environment(),
+    )
     assert code == 0, output
-    resolved = json.loads(output[output.index("{"):])
+    resolved = json.loads(output[output.index("{") :])
     assert resolved["model"] == "sandbox/test-model"
     assert resolved["provider"]["sandbox"]["options"]["baseURL"] == "http://model-server:8000/v1"
 
 
 def test_opencode_rejects_an_invalid_config(client, workspace_image):
     environment = workspace_environment(OPENCODE_CONFIG_CONTENT=json.dumps({"model": 5}))
-    code, output = run_to_completion(client, workspace_image, ["opencode", "debug", "config"], workspace_options(),
-                                     environment=environment)
+    code, output = run_to_completion(
+        client, workspace_image, ["opencode", "debug", "config"], workspace_options(), environment=environment
+    )
     assert code != 0
     assert "OPENCODE_CONFIG_CONTENT" in output
 
 
 def test_agent_tools_run_read_only_as_an_unnamed_uid(client, workspace_image):
     script = "git --version && rg --version && python3 --version && id -un 2>&1; echo HOME=$HOME"
-    code, output = run_to_completion(client, workspace_image, ["bash", "-c", script], workspace_options(),
-                                     environment=workspace_environment())
+    code, output = run_to_completion(
+        client, workspace_image, ["bash", "-c", script], workspace_options(), environment=workspace_environment()
+    )
     assert code == 0, output
     assert "git version" in output and "ripgrep" in output and "Python 3" in output
     assert "no name for user ID 1234" in output or "cannot find name for user ID 1234" in output
@@ -193,15 +204,19 @@ def test_opencode_serves_healthy_with_terminal_and_shell(client, workspace_image
     environment = workspace_environment()
     password = environment["OPENCODE_SERVER_PASSWORD"]
     container = client.containers.run(
-        workspace_image, detach=True, name=f"images-test-workspace-{uuid.uuid4().hex[:8]}",
-        environment=environment, network_mode="none", healthcheck=FAST_HEALTHCHECK, **workspace_options(),
+        workspace_image,
+        detach=True,
+        name=f"images-test-workspace-{uuid.uuid4().hex[:8]}",
+        environment=environment,
+        network_mode="none",
+        healthcheck=FAST_HEALTHCHECK,
+        **workspace_options(),
     )
     try:
         wait_healthy(container)  # the image's own HEALTHCHECK, with the password from the environment
 
         def api(method: str, path: str, body: dict | None = None, user: str = f"opencode:{password}"):
-            command = ["curl", "-s", "-w", "\n%{http_code}", "-u", user, "-X", method,
-                       f"http://127.0.0.1:4096{path}"]
+            command = ["curl", "-s", "-w", "\n%{http_code}", "-u", user, "-X", method, f"http://127.0.0.1:4096{path}"]
             if body is not None:
                 command += ["-H", "content-type: application/json", "-d", json.dumps(body)]
             result = container.exec_run(command)
@@ -218,8 +233,9 @@ def test_opencode_serves_healthy_with_terminal_and_shell(client, workspace_image
         status, text = api("POST", "/session", {})
         assert status == 200, text
         session = json.loads(text)["id"]
-        status, text = api("POST", f"/session/{session}/shell",
-                           {"agent": "build", "command": "echo shell-ok; python3 -c 'print(6*7)'"})
+        status, text = api(
+            "POST", f"/session/{session}/shell", {"agent": "build", "command": "echo shell-ok; python3 -c 'print(6*7)'"}
+        )
         assert status == 200, text
         assert json.loads(text)["parts"][0]["state"]["output"] == "shell-ok\n42\n"
 
@@ -234,8 +250,9 @@ def test_opencode_serves_healthy_with_terminal_and_shell(client, workspace_image
 
 @pytest.fixture
 def private_network(client):
-    network = client.networks.create(f"images-test-{uuid.uuid4().hex[:8]}", driver="bridge", internal=True,
-                                     labels=IMAGES_TEST_LABEL)
+    network = client.networks.create(
+        f"images-test-{uuid.uuid4().hex[:8]}", driver="bridge", internal=True, labels=IMAGES_TEST_LABEL
+    )
     try:
         yield network
     finally:
@@ -245,27 +262,48 @@ def private_network(client):
         network.remove()
 
 
-def start_on(client, network, image: str, alias: str, *, command=None, entrypoint=None, environment=None,
-             healthcheck=None):
+def start_on(
+    client, network, image: str, alias: str, *, command=None, entrypoint=None, environment=None, healthcheck=None
+):
     options = hardened_options("service", user=SERVICE_USER, tmpfs={})
     return client.containers.run(
-        image, command, detach=True, entrypoint=entrypoint, environment=environment or {}, healthcheck=healthcheck,
-        name=f"images-test-{alias}-{uuid.uuid4().hex[:8]}", network=network.name,
-        networking_config={network.name: client.api.create_endpoint_config(aliases=[alias])}, **options,
+        image,
+        command,
+        detach=True,
+        entrypoint=entrypoint,
+        environment=environment or {},
+        healthcheck=healthcheck,
+        name=f"images-test-{alias}-{uuid.uuid4().hex[:8]}",
+        network=network.name,
+        networking_config={network.name: client.api.create_endpoint_config(aliases=[alias])},
+        **options,
     )
 
 
 def test_socat_forwards_between_containers(client, ingress_image, private_network):
-    start_on(client, private_network, ingress_image, "backend", entrypoint=["socat"],
-             command=["TCP-LISTEN:9000,fork,reuseaddr", "EXEC:cat"])
-    ingress = start_on(client, private_network, ingress_image, "ingress", healthcheck=FAST_HEALTHCHECK,
-                       environment={"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "9000"})
+    start_on(
+        client,
+        private_network,
+        ingress_image,
+        "backend",
+        entrypoint=["socat"],
+        command=["TCP-LISTEN:9000,fork,reuseaddr", "EXEC:cat"],
+    )
+    ingress = start_on(
+        client,
+        private_network,
+        ingress_image,
+        "ingress",
+        healthcheck=FAST_HEALTHCHECK,
+        environment={"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "9000"},
+    )
     wait_healthy(ingress)
 
     token = secrets.token_hex(8)
     client_script = f'exec 3<>/dev/tcp/ingress/8080 && echo {token} >&3 && read -r -t 10 answer <&3 && echo "$answer"'
-    probe = start_on(client, private_network, ingress_image, "client", entrypoint=["bash", "-c"],
-                     command=[client_script])
+    probe = start_on(
+        client, private_network, ingress_image, "client", entrypoint=["bash", "-c"], command=[client_script]
+    )
     status = probe.wait(timeout=60)
     output = probe.logs().decode(errors="replace")
     assert status["StatusCode"] == 0, output
@@ -283,10 +321,14 @@ def test_socat_forwards_between_containers(client, ingress_image, private_networ
         ({"INGRESS_TARGET_PORT": "80"}, "INGRESS_TARGET_HOST is not set"),
         ({"INGRESS_TARGET_HOST": "backend,fork", "INGRESS_TARGET_PORT": "80"}, "INGRESS_TARGET_HOST must be"),
         ({"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "80:exec"}, "INGRESS_TARGET_PORT must be"),
-        ({"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "80", "INGRESS_LISTEN_PORT": "70000"},
-         "INGRESS_LISTEN_PORT must be"),
-        ({"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "80", "INGRESS_MAX_CHILDREN": "0"},
-         "INGRESS_MAX_CHILDREN must be"),
+        (
+            {"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "80", "INGRESS_LISTEN_PORT": "70000"},
+            "INGRESS_LISTEN_PORT must be",
+        ),
+        (
+            {"INGRESS_TARGET_HOST": "backend", "INGRESS_TARGET_PORT": "80", "INGRESS_MAX_CHILDREN": "0"},
+            "INGRESS_MAX_CHILDREN must be",
+        ),
     ],
 )
 def test_ingress_refuses_bad_configuration(client, ingress_image, environment, message):

@@ -94,14 +94,28 @@ print(json.dumps(out))
 """
 
 WORKLOADS_OK = {
-    "fork": "ok", "subprocess": "ok", "thread": "ok", "asyncio_tcp": "ok", "multiprocessing": "ok",
-    "socket_unix": "ok", "socket_inet": "ok", "socket_inet6": "ok", "socketpair_unix": "ok",
+    "fork": "ok",
+    "subprocess": "ok",
+    "thread": "ok",
+    "asyncio_tcp": "ok",
+    "multiprocessing": "ok",
+    "socket_unix": "ok",
+    "socket_inet": "ok",
+    "socket_inet6": "ok",
+    "socketpair_unix": "ok",
     "personality_query": "ok",
 }
 DENIED_EVERYWHERE = {
-    "process_vm_readv": "EPERM", "ptrace_attach": "EPERM", "personality_bsd": "EPERM",
-    "unshare_newuser": "EPERM", "clone_newuser": "EPERM", "clone3": "ENOSYS",
-    "shmget": "EPERM", "mq_open": "EPERM", "socket_netlink_audit": "EPERM", "socket_packet": "EPERM",
+    "process_vm_readv": "EPERM",
+    "ptrace_attach": "EPERM",
+    "personality_bsd": "EPERM",
+    "unshare_newuser": "EPERM",
+    "clone_newuser": "EPERM",
+    "clone3": "ENOSYS",
+    "shmget": "EPERM",
+    "mq_open": "EPERM",
+    "socket_netlink_audit": "EPERM",
+    "socket_packet": "EPERM",
 }
 EXPECTED = {
     "executor": {**WORKLOADS_OK, **DENIED_EVERYWHERE, "socket_netlink_route": "EPERM", "memfd_create": "EPERM"},
@@ -146,14 +160,18 @@ def test_workspace_tools_run_under_the_workspace_profile(client, workspace_image
     script = (
         "set -e; cd /workspace; git init -q .; echo needle > notes.txt; git add notes.txt; git commit -qm probe;"
         " git log --format=%s; rg -l needle; python3 -c 'import sqlite3, ssl; print(sqlite3.sqlite_version > \"3\")';"
-        " echo \"$BASH_VERSION\" | cut -d. -f1; opencode --version"
+        ' echo "$BASH_VERSION" | cut -d. -f1; opencode --version'
     )
-    options = hardened_options("workspace", tmpfs={
-        "/tmp": "rw,nosuid,nodev,exec,size=64m",
-        "/home/opencode": "rw,nosuid,nodev,size=64m",
-        "/workspace": "rw,nosuid,nodev,size=16m,uid=1234,gid=1234",
-    })
-    code, output = run_to_completion(client, workspace_image, ["bash", "-c", script], options,
-                                     environment={"HOME": "/home/opencode"})
+    options = hardened_options(
+        "workspace",
+        tmpfs={
+            "/tmp": "rw,nosuid,nodev,exec,size=64m",
+            "/home/opencode": "rw,nosuid,nodev,size=64m",
+            "/workspace": "rw,nosuid,nodev,size=16m,uid=1234,gid=1234",
+        },
+    )
+    code, output = run_to_completion(
+        client, workspace_image, ["bash", "-c", script], options, environment={"HOME": "/home/opencode"}
+    )
     assert code == 0, output[-3000:]
     assert output.split() == ["probe", "notes.txt", "True", "5", "1.18.34"]

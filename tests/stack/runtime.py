@@ -9,16 +9,16 @@ the engine. ``container_host`` is a testinfra host running commands in a contain
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import testinfra
 
+from sandbox_model.naming import LABEL_STACK
 from sandbox_model.security.adapters import docker_inspect as runtime_inspect
 from sandbox_model.security.context import CheckContext
-from sandbox_model.security.runner import Violation, check_container, check_stack
 from sandbox_model.security.profiles import all_seccomp_profiles
-from sandbox_model.naming import LABEL_STACK
+from sandbox_model.security.runner import Violation, check_container, check_stack
 from sandbox_model.security.spec import ContainerSpec
 
 
@@ -33,8 +33,9 @@ def container_host(name: str):
 
 def runtime_spec(client, name: str) -> ContainerSpec:
     volumes = client.api.volumes().get("Volumes") or []
-    return runtime_inspect.container_spec(client.api.inspect_container(name),
-                                          runtime_inspect.volume_host_paths(volumes))
+    return runtime_inspect.container_spec(
+        client.api.inspect_container(name), runtime_inspect.volume_host_paths(volumes)
+    )
 
 
 def container_violations(client, names: Iterable[str]) -> list[Violation]:
@@ -63,8 +64,16 @@ def container_env(client, name: str) -> dict[str, str]:
 
 
 #: How a connection attempt fails when the network stops it (python3 and bash wordings).
-NETWORK_FAILURES = ("gaierror", "name resolution", "Name or service not known", "timed out", "failed (exit 124)",
-                    "Connection refused", "Network is unreachable", "No route to host")
+NETWORK_FAILURES = (
+    "gaierror",
+    "name resolution",
+    "Name or service not known",
+    "timed out",
+    "failed (exit 124)",
+    "Connection refused",
+    "Network is unreachable",
+    "No route to host",
+)
 
 
 @dataclass(frozen=True)
@@ -119,8 +128,10 @@ def connect(host, targets: Iterable[tuple[str, int]], timeout_s: float = 3.0) ->
         attempts = []
         for target, port in targets:
             script = f"exec 3<>/dev/tcp/{target}/{port} && echo connected"
-            attempts.append(f"(out=$({_QUICK_RESOLVER} timeout {timeout_s:g} bash -c {shlex.quote(script)} 2>&1 "
-                            f"|| echo \"failed (exit $?)\"); echo {shlex.quote(f'{target}:{port}')} $out) &")
+            attempts.append(
+                f"(out=$({_QUICK_RESOLVER} timeout {timeout_s:g} bash -c {shlex.quote(script)} 2>&1 "
+                f'|| echo "failed (exit $?)"); echo {shlex.quote(f"{target}:{port}")} $out) &'
+            )
         result = host.run(" ".join(attempts) + " wait")
         lines = _by_target(result.stdout)
         outputs = {(t, p): lines.get(f"{t}:{p}", f"no answer: {result.stderr.strip()}") for t, p in targets}

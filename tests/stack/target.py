@@ -16,26 +16,25 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import pytest
 
-from sandbox_model.naming import docker_name
-from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
 from harness.program import DeclaredStack, developer_machine, run_program
 from harness.pulumi_cli import PulumiWorkspace
-from tests.support.requirements import require_toolchain
 from harness.stack_cleanup import docker_client, remove_stack
+from sandbox_model.destinations import INGRESS_LISTEN_PORT
+from sandbox_model.naming import LABEL_NETWORK, LABEL_ROLE, LABEL_STACK, docker_name
+from tests.support.requirements import require_toolchain
 
 TARGET_ENV = "OPENCODE_SANDBOX_TARGET"
 STACK_ENV = "OPENCODE_SANDBOX_STACK"
 TARGETS = ("deploy", "existing")
-LABEL_NETWORK = "opencode-sandbox.network"
-#: The ingress gateway's port inside its container (components.gateways.INGRESS_LISTEN_PORT).
-INGRESS_PORT_KEY = "8080/tcp"
+#: The ingress gateway's port inside its container, as docker inspect keys its bindings.
+INGRESS_PORT_KEY = f"{INGRESS_LISTEN_PORT}/tcp"
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,9 @@ class StackUnderTest:
         return tuple(sorted(name for names in self.containers.values() for name in names))
 
 
-def discover(client, stack: str, workspace: PulumiWorkspace | None = None,
-             declared: DeclaredStack | None = None) -> StackUnderTest:
+def discover(
+    client, stack: str, workspace: PulumiWorkspace | None = None, declared: DeclaredStack | None = None
+) -> StackUnderTest:
     """Find a running stack by its labels."""
     label = f"{LABEL_STACK}={stack}"
     containers: dict[str, list[str]] = {}
@@ -77,19 +77,29 @@ def discover(client, stack: str, workspace: PulumiWorkspace | None = None,
         if role:
             containers.setdefault(role, []).append(info["Names"][0].lstrip("/"))
     if "workspace" not in containers:
-        raise LookupError(f"no running workspace container is labelled {label}. Fix: deploy the stack "
-                          f"(`pulumi up --stack {stack}`), or unset {TARGET_ENV}")
-    networks = {info["Labels"][LABEL_NETWORK]: info["Name"]
-                for info in client.api.networks(filters={"label": label}) if LABEL_NETWORK in info["Labels"]}
+        raise LookupError(
+            f"no running workspace container is labelled {label}. Fix: deploy the stack "
+            f"(`pulumi up --stack {stack}`), or unset {TARGET_ENV}"
+        )
+    networks = {
+        info["Labels"][LABEL_NETWORK]: info["Name"]
+        for info in client.api.networks(filters={"label": label})
+        if LABEL_NETWORK in info["Labels"]
+    }
     web = docker_name(stack, "ingress", "web")
     bindings = client.api.inspect_container(web)["HostConfig"]["PortBindings"].get(INGRESS_PORT_KEY) or []
     if len(bindings) != 1:
         raise LookupError(f"{web} publishes {INGRESS_PORT_KEY} {len(bindings)} times: {bindings}")
     host_ip, port = bindings[0]["HostIp"] or "0.0.0.0", int(bindings[0]["HostPort"])
     return StackUnderTest(
-        stack=stack, containers={role: tuple(sorted(names)) for role, names in containers.items()},
-        networks=networks, web_url=f"http://{host_ip}:{port}", web_port=port, workspace=workspace,
-        declared=declared)
+        stack=stack,
+        containers={role: tuple(sorted(names)) for role, names in containers.items()},
+        networks=networks,
+        web_url=f"http://{host_ip}:{port}",
+        web_port=port,
+        workspace=workspace,
+        declared=declared,
+    )
 
 
 def target_settings() -> tuple[str, str]:
@@ -138,7 +148,7 @@ class _SharedStack:
                 self.stack = discover(self.client, stack, workspace, declared_like(workspace, stack))
             else:
                 self.stack = discover(self.client, stack)
-        except BaseException as exc:  # every later user sees the same failure; nothing is left running
+        except BaseException as exc:  # noqa: BLE001 - re-raised; every later user sees the same failure; nothing is left running
             if workspace is not None:
                 _destroy(workspace, stack, self.client)
             self.error = exc
@@ -159,8 +169,11 @@ def _destroy(workspace: PulumiWorkspace, stack: str, client) -> None:
 def declared_like(workspace: PulumiWorkspace, stack: str) -> DeclaredStack:
     """The program's declaration of a deployed stack: its settings, HOME and (generated) secrets."""
     outputs = workspace.outputs(stack)
-    secrets = {key: outputs[key] for key in ("web_password", "executor_token", "model_api_key", "conductor_token")
-               if outputs.get(key)}
+    secrets = {
+        key: outputs[key]
+        for key in ("web_password", "executor_token", "model_api_key", "conductor_token")
+        if outputs.get(key)
+    }
     with developer_machine(workspace.home, uid=os.getuid(), gid=os.getgid()):
         return run_program(stack, secrets=secrets)
 

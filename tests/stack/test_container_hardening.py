@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from sandbox_model.security import baseline
-from sandbox_model.roles import ALL_ROLES
 from sandbox_model.naming import LABEL_STACK
+from sandbox_model.roles import ALL_ROLES
+from sandbox_model.security import baseline
 from tests.stack.runtime import container_host, has_command
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
@@ -26,12 +26,16 @@ ROLES = sorted(ALL_ROLES)
 # Linux capability numbers (include/uapi/linux/capability.h), to compare a role's allowlist
 # with the kernel's capability bitmasks.
 CAPABILITY_NUMBERS = {
-    name: number for number, name in enumerate((
-        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT "
-        "SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE "
-        "AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ "
-        "PERFMON BPF CHECKPOINT_RESTORE").split())
+    name: number
+    for number, name in enumerate(
+        (
+            "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+            "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT "
+            "SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE "
+            "AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ "
+            "PERFMON BPF CHECKPOINT_RESTORE"
+        ).split()
+    )
 }
 
 # Syscalls the project's profiles deny (EPERM), tried on the container itself. ioprio_set
@@ -62,8 +66,9 @@ def _for_each_container(stack, role: str, rule_id: str, probe: Callable[[str], s
     names = stack.containers.get(role, ())
     if not names:
         pytest.skip(f"stack {stack.stack!r} has no {role} container")
-    problems = [f"rule {rule_id} on container {name}: {problem}"
-                for name in names if (problem := probe(name)) is not None]
+    problems = [
+        f"rule {rule_id} on container {name}: {problem}" for name in names if (problem := probe(name)) is not None
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -101,8 +106,9 @@ def test_read_only_root(deployed_stack, role):
             return "a file could be created in /"
         if "Read-only file system" not in result.stderr:
             return f"writing / failed for another reason than a read-only root: {result.stderr.strip()}"
-        root = [line.split() for line in host.file("/proc/1/mounts").content_string.splitlines()
-                if line.split()[1] == "/"]
+        root = [
+            line.split() for line in host.file("/proc/1/mounts").content_string.splitlines() if line.split()[1] == "/"
+        ]
         if not root or "ro" not in root[-1][3].split(","):
             return f"/ is not mounted read-only: {root}"
         return None
@@ -167,18 +173,31 @@ def test_seccomp_probes_pass_under_dockers_default_profile(deployed_stack, docke
     The same image, user and hardening, minus the project's profile. process_vm_readv gets
     CAP_SYS_PTRACE, which Docker 20.10's default profile requires for it (Docker 23+ does not).
     """
-    command, _denied, allowed = {"ionice": (IONICE_PROBE, IONICE_DENIED, IONICE_ALLOWED),
-                                 "python3": (PYTHON_PROBE, PYTHON_DENIED, PYTHON_ALLOWED)}[probe]
+    command, _denied, allowed = {
+        "ionice": (IONICE_PROBE, IONICE_DENIED, IONICE_ALLOWED),
+        "python3": (PYTHON_PROBE, PYTHON_DENIED, PYTHON_ALLOWED),
+    }[probe]
     name = next((name for name in deployed_stack.all_containers if has_command(container_host(name), probe)), None)
     if name is None:
         pytest.skip(f"no container of the stack has {probe}")
     config = _inspect(docker_api, name)["Config"]
-    output = docker_api.containers.run(
-        config["Image"], [f"{command}; exit 0"], entrypoint=["/bin/sh", "-c"], user=config["User"], remove=True,
-        network_mode="none", read_only=True, cap_drop=["ALL"], cap_add=["SYS_PTRACE"] if probe == "python3" else None,
-        security_opt=[baseline.NO_NEW_PRIVILEGES],
-        labels={LABEL_STACK: deployed_stack.stack},  # the teardown's label sweep finds it if it outlives the test
-    ).decode().strip()
+    output = (
+        docker_api.containers.run(
+            config["Image"],
+            [f"{command}; exit 0"],
+            entrypoint=["/bin/sh", "-c"],
+            user=config["User"],
+            remove=True,
+            network_mode="none",
+            read_only=True,
+            cap_drop=["ALL"],
+            cap_add=["SYS_PTRACE"] if probe == "python3" else None,
+            security_opt=[baseline.NO_NEW_PRIVILEGES],
+            labels={LABEL_STACK: deployed_stack.stack},  # the teardown's label sweep finds it if it outlives the test
+        )
+        .decode()
+        .strip()
+    )
     assert output == allowed, f"the {probe} probe in {name}'s image under Docker's default profile printed {output!r}"
 
 
@@ -239,11 +258,16 @@ def test_nproc_limited(deployed_stack, docker_api, role):
 @pytest.mark.parametrize("role", ROLES)
 def test_tmpfs_sizes_in_force(deployed_stack, docker_api, role):
     """Each tmpfs is mounted with the size and flags it is configured with (no catalog rule: sizing)."""
+
     def probe(name):
         configured = _inspect(docker_api, name)["HostConfig"].get("Tmpfs") or {}
-        mounts = {fields[1]: fields[3].split(",") for fields in (
-            line.split() for line in container_host(name).file("/proc/1/mounts").content_string.splitlines())
-            if fields[2] == "tmpfs"}
+        mounts = {
+            fields[1]: fields[3].split(",")
+            for fields in (
+                line.split() for line in container_host(name).file("/proc/1/mounts").content_string.splitlines()
+            )
+            if fields[2] == "tmpfs"
+        }
         problems = []
         for target, options in configured.items():
             wanted = options.split(",")

@@ -16,13 +16,13 @@ import uuid
 
 import pytest
 
-from sandbox_model.security import baseline
-from sandbox_model.roles import Role
-from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
-from tests.stack.runtime import container_violations, stack_violations
-from tests.stack.target import requires_deployed
 from harness.images import BASE_IMAGE
 from harness.workflows import pulumi_args
+from sandbox_model.naming import LABEL_ROLE, LABEL_STACK
+from sandbox_model.roles import Role
+from sandbox_model.security import baseline
+from tests.stack.runtime import container_violations, stack_violations
+from tests.stack.target import requires_deployed
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -65,7 +65,8 @@ def test_right_after_up_the_drift_check_passes_and_a_second_up_changes_nothing(d
 
 @pytest.mark.parametrize("change", ["limit", "stopped", "removed"])
 def test_a_change_behind_pulumis_back_fails_the_drift_check_and_pulumi_up_repairs_it(
-        deployed_stack, docker_api, change):
+    deployed_stack, docker_api, change
+):
     workspace = requires_deployed(deployed_stack, "changes a container of the stack this session deployed")
     stack, executor = deployed_stack.stack, deployed_stack.containers["executor"][-1]
     declared = next(c for c in deployed_stack.declared.containers if c.inputs["name"] == executor)
@@ -81,8 +82,9 @@ def test_a_change_behind_pulumis_back_fails_the_drift_check_and_pulumi_up_repair
     assert f"::{declared.name}]" in drift.stdout or f"::{declared.name}\n" in drift.stdout, drift.stdout[-4000:]
     _repair(workspace, stack)
     assert _healthy(docker_api, executor)
-    assert docker_api.api.inspect_container(executor)["HostConfig"]["NanoCpus"] == \
-        round(float(declared.inputs["cpus"]) * 1e9)
+    assert docker_api.api.inspect_container(executor)["HostConfig"]["NanoCpus"] == round(
+        float(declared.inputs["cpus"]) * 1e9
+    )
     assert _drift(workspace, stack).returncode == 0
 
 
@@ -100,8 +102,9 @@ def test_a_disconnected_network_is_invisible_to_refresh_and_seen_by_the_live_sui
     network = deployed_stack.networks["executor"]
     inspected = docker_api.api.inspect_container(executor)
     short_id = inspected["Id"][:12]  # Docker's own alias, added again on connect
-    aliases = [alias for alias in inspected["NetworkSettings"]["Networks"][network]["Aliases"] or []
-               if alias != short_id]
+    aliases = [
+        alias for alias in inspected["NetworkSettings"]["Networks"][network]["Aliases"] or [] if alias != short_id
+    ]
     assert _networks(docker_api, executor) == declared_networks
     _docker("network", "disconnect", network, executor)
     try:
@@ -129,9 +132,21 @@ def test_a_look_alike_executor_started_by_hand_is_reported(deployed_stack, docke
     """A container someone starts with the stack's labels but without its hardening is caught."""
     requires_deployed(deployed_stack, "adds a container to the stack this session deployed")
     name = f"{deployed_stack.stack}-look-alike-{uuid.uuid4().hex[:8]}"
-    _docker("run", "--detach", "--name", name, "--label", f"{LABEL_STACK}={deployed_stack.stack}",
-            "--label", f"{LABEL_ROLE}={Role.EXECUTOR.value}", "--network", "none", BASE_IMAGE,
-            "sleep", "300")
+    _docker(
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--label",
+        f"{LABEL_STACK}={deployed_stack.stack}",
+        "--label",
+        f"{LABEL_ROLE}={Role.EXECUTOR.value}",
+        "--network",
+        "none",
+        BASE_IMAGE,
+        "sleep",
+        "300",
+    )
     try:
         found = {rule for rule, subject in _found(docker_api, name) if subject == name}
         assert {"read-only-root", "capabilities-dropped", "seccomp-confined", "non-root-user"} <= found

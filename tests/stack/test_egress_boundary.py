@@ -70,9 +70,11 @@ def from_workspace(deployed_stack, url: str, *curl_args: str) -> Answer:
     """curl in the workspace with the workspace's own proxy environment."""
     workspace = container_host(deployed_stack.one("workspace"))
     args = " ".join(shlex.quote(arg) for arg in curl_args)
-    result = workspace.run(f"curl -sS --max-time 30 {args} -o /tmp/egress-test-body "
-                           f"-w '%{{http_code}} %{{http_connect}}\\n' {shlex.quote(url)}; "
-                           "head -c 4000 /tmp/egress-test-body 2>/dev/null; rm -f /tmp/egress-test-body")
+    result = workspace.run(
+        f"curl -sS --max-time 30 {args} -o /tmp/egress-test-body "
+        f"-w '%{{http_code}} %{{http_connect}}\\n' {shlex.quote(url)}; "
+        "head -c 4000 /tmp/egress-test-body 2>/dev/null; rm -f /tmp/egress-test-body"
+    )
     codes, _, body = result.stdout.partition("\n")
     status, connect_status = codes.split()
     return Answer(status=status, connect_status=connect_status, body=body)
@@ -121,17 +123,30 @@ def test_allowlisted_plain_http_reaches_the_origin(deployed_stack, docker_api, g
     assert answer.status == entry["status"] and answer.status != "403", answer  # the origin's answer (a redirect)
 
 
-@pytest.mark.parametrize("url, curl_args, method, host, port, page", [
-    ("https://registry.npmjs.org/", (), "CONNECT", "registry.npmjs.org", "443", PAGE_NOT_ALLOWLISTED),
-    ("http://registry.npmjs.org/", (), "GET", "registry.npmjs.org", "80", PAGE_NOT_ALLOWLISTED),
-    ("https://pypi.org:8443/", (), "CONNECT", "pypi.org", "8443", PAGE_PORT_NOT_ALLOWED),
-    ("http://pypi.org:8080/", (), "GET", "pypi.org", "8080", PAGE_PORT_NOT_ALLOWED),
-    ("http://files.pythonhosted.org:22/", ("-p",), "CONNECT", "files.pythonhosted.org", "22", PAGE_PORT_NOT_ALLOWED),
-])
-def test_everything_else_is_denied_before_any_connection(deployed_stack, docker_api, gateway, allowlist,
-                                                         url, curl_args, method, host, port, page):
-    require(admitted(allowlist, host) == (page == PAGE_PORT_NOT_ALLOWED),
-            f"this stack's egress.allow {'admits' if admitted(allowlist, host) else 'does not admit'} {host}")
+@pytest.mark.parametrize(
+    "url, curl_args, method, host, port, page",
+    [
+        ("https://registry.npmjs.org/", (), "CONNECT", "registry.npmjs.org", "443", PAGE_NOT_ALLOWLISTED),
+        ("http://registry.npmjs.org/", (), "GET", "registry.npmjs.org", "80", PAGE_NOT_ALLOWLISTED),
+        ("https://pypi.org:8443/", (), "CONNECT", "pypi.org", "8443", PAGE_PORT_NOT_ALLOWED),
+        ("http://pypi.org:8080/", (), "GET", "pypi.org", "8080", PAGE_PORT_NOT_ALLOWED),
+        (
+            "http://files.pythonhosted.org:22/",
+            ("-p",),
+            "CONNECT",
+            "files.pythonhosted.org",
+            "22",
+            PAGE_PORT_NOT_ALLOWED,
+        ),
+    ],
+)
+def test_everything_else_is_denied_before_any_connection(
+    deployed_stack, docker_api, gateway, allowlist, url, curl_args, method, host, port, page
+):
+    require(
+        admitted(allowlist, host) == (page == PAGE_PORT_NOT_ALLOWED),
+        f"this stack's egress.allow {'admits' if admitted(allowlist, host) else 'does not admit'} {host}",
+    )
     since = time.time()
     answer = from_workspace(deployed_stack, url, *curl_args)
     assert "403" in (answer.status, answer.connect_status), answer

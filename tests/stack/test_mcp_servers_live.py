@@ -19,15 +19,14 @@ import time
 import pytest
 
 from components.egress_proxy import PAGE_NOT_ALLOWLISTED, PAGE_PORT_NOT_ALLOWED
-from sandbox_model.naming import docker_name
 from components.opencode_config import MCP_SECRET_ENV_PREFIX
-from sandbox_model.naming import LABEL_STACK
-from tests.support.mcp_double import SOURCE
+from harness.pulumi_cli import PulumiWorkspace
+from harness.stack_cleanup import remove_stack
+from sandbox_model.naming import LABEL_STACK, docker_name
 from tests.stack.runtime import container_env, container_host
 from tests.stack.target import discover
-from harness.pulumi_cli import PulumiWorkspace
+from tests.support.mcp_double import SOURCE
 from tests.support.requirements import require_toolchain
-from harness.stack_cleanup import remove_stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -38,7 +37,9 @@ PORT, OTHER_PORT = 8765, 8766
 SERVER = "double"
 TOKEN_ENV = f"{MCP_SECRET_ENV_PREFIX}DOUBLE_TOKEN"
 STACK_CONFIG = {
-    "workspace.web.port": "14296", "model.host_port": "18200", "conductor.host_port": "14297",
+    "workspace.web.port": "14296",
+    "model.host_port": "18200",
+    "conductor.host_port": "14297",
     "executors.uid_base": "22000",
     "workspace.project_dir": f"~/.cache/opencode-sandbox/{STACK}/project",
     "egress": "none",
@@ -57,18 +58,29 @@ def mcp_stack(tmp_path_factory, docker_api):
     remove_stack(docker_api, STACK)
     try:
         workspace.init_stack(STACK, settings_from="ci", set_config=STACK_CONFIG)
-        workspace.run("config", "set", "--stack", STACK, "--secret", "--path",
-                      "opencode-sandbox:mcp_secrets.double_token", token)
+        workspace.run(
+            "config", "set", "--stack", STACK, "--secret", "--path", "opencode-sandbox:mcp_secrets.double_token", token
+        )
         workspace.run("up", "--yes", "--stack", STACK, "--skip-preview")
         stack = discover(docker_api, STACK, workspace)
         executor_image = docker_api.api.inspect_container(stack.containers["executor"][0])["Image"]
         outside = stack.networks["outside"]
         double = docker_api.containers.create(
-            executor_image, name=DOUBLE, user="65534:65534", read_only=True,
-            entrypoint=["python3", "-c", SOURCE], labels={LABEL_STACK: STACK}, network=outside,
-            environment={"MCP_DOUBLE_TOKEN": token, "MCP_DOUBLE_MARKER": marker,
-                         "MCP_DOUBLE_PORTS": f"{PORT},{OTHER_PORT}"},
-            cap_drop=["ALL"], security_opt=["no-new-privileges"])
+            executor_image,
+            name=DOUBLE,
+            user="65534:65534",
+            read_only=True,
+            entrypoint=["python3", "-c", SOURCE],
+            labels={LABEL_STACK: STACK},
+            network=outside,
+            environment={
+                "MCP_DOUBLE_TOKEN": token,
+                "MCP_DOUBLE_MARKER": marker,
+                "MCP_DOUBLE_PORTS": f"{PORT},{OTHER_PORT}",
+            },
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+        )
         docker_api.api.disconnect_container_from_network(double.id, outside)
         docker_api.api.connect_container_to_network(double.id, outside, aliases=[UNDECLARED_ALIAS])
         double.start()
@@ -92,15 +104,15 @@ def from_workspace(stack, url: str, payload: dict, *, token: bool = True) -> tup
         f"curl -sS --max-time 20 {header} -H 'Content-Type: application/json' "
         f"-H 'Accept: application/json, text/event-stream' -d {shlex.quote(json.dumps(payload))} "
         f"-o /tmp/mcp-test-body -w '%{{http_code}}\\n' {shlex.quote(url)}; "
-        "head -c 4000 /tmp/mcp-test-body; rm -f /tmp/mcp-test-body")
+        "head -c 4000 /tmp/mcp-test-body; rm -f /tmp/mcp-test-body"
+    )
     status, _, body = result.stdout.partition("\n")
     return status, body
 
 
 def decisions(docker_api, stack, since: float) -> list[dict]:
     time.sleep(1)
-    text = docker_api.containers.get(stack.one("egress-gateway")).logs(stdout=True, stderr=False,
-                                                                      since=since).decode()
+    text = docker_api.containers.get(stack.one("egress-gateway")).logs(stdout=True, stderr=False, since=since).decode()
     return [json.loads(line) for line in text.splitlines()]
 
 
@@ -114,7 +126,8 @@ def test_declaring_the_server_alone_brings_up_the_egress_gateway(mcp_stack, dock
     assert env[TOKEN_ENV] == token
     assert token not in env["OPENCODE_CONFIG_CONTENT"]
     assert json.loads(env["OPENCODE_CONFIG_CONTENT"])["mcp"][SERVER]["headers"] == {
-        "Authorization": f"Bearer {{env:{TOKEN_ENV}}}"}
+        "Authorization": f"Bearer {{env:{TOKEN_ENV}}}"
+    }
     conf = container_env(docker_api, stack.one("egress-gateway"))["EGRESS_SQUID_CONF"]
     assert "acl allowlisted " not in conf and f"dstdomain -n {DOUBLE}" in conf
 
@@ -133,14 +146,18 @@ def test_the_declared_server_answers_through_the_gateway(mcp_stack, docker_api):
 def test_the_workspace_has_no_direct_route_to_the_server(mcp_stack):
     stack, _, _ = mcp_stack
     result = container_host(stack.one("workspace")).run(
-        f"curl -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{{http_code}}' http://{DOUBLE}:{PORT}/mcp")
+        f"curl -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{{http_code}}' http://{DOUBLE}:{PORT}/mcp"
+    )
     assert result.rc != 0 and result.stdout in ("", "000"), result.stdout
 
 
-@pytest.mark.parametrize("host, port, page", [
-    (DOUBLE, OTHER_PORT, PAGE_PORT_NOT_ALLOWED),
-    (UNDECLARED_ALIAS, PORT, PAGE_NOT_ALLOWLISTED),
-])
+@pytest.mark.parametrize(
+    "host, port, page",
+    [
+        (DOUBLE, OTHER_PORT, PAGE_PORT_NOT_ALLOWED),
+        (UNDECLARED_ALIAS, PORT, PAGE_NOT_ALLOWLISTED),
+    ],
+)
 def test_an_undeclared_server_gets_the_gateways_denial(mcp_stack, docker_api, host, port, page):
     stack, _, _ = mcp_stack
     since = time.time()
@@ -148,7 +165,10 @@ def test_an_undeclared_server_gets_the_gateways_denial(mcp_stack, docker_api, ho
     assert status == "403" and "opencode-sandbox egress:" in body and host in body, (status, body)
     entries = [e for e in decisions(docker_api, stack, since) if (e["host"], e["port"]) == (host, str(port))]
     assert entries and (entries[-1]["decision"], entries[-1]["error"], entries[-1]["server"]) == (
-        "denied", page, "-"), entries
+        "denied",
+        page,
+        "-",
+    ), entries
 
 
 def test_without_the_header_secret_the_server_refuses(mcp_stack):

@@ -17,8 +17,8 @@ import urllib.request
 import pytest
 
 from components.model_gateway import API_KEY_ENV
-from sandbox_model.destinations import MODEL_GATEWAY_PORT, MODEL_PORT
 from components.opencode_config import MODEL_API_KEY_PLACEHOLDER
+from sandbox_model.destinations import MODEL_GATEWAY_PORT, MODEL_PORT
 from tests.stack.runtime import connect, container_env, container_host, ip_addresses
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
@@ -78,7 +78,8 @@ def in_stack_model(deployed_stack) -> str:
 def raw_request(name: str, host: str, port: int, data: str) -> tuple[str, str, str]:
     """(status line, head, body) of raw bytes sent from inside container ``name``."""
     result = container_host(name).run(
-        f"python3 -I -c {shlex.quote(_RAW_REQUEST)} {shlex.quote(host)} {port} {shlex.quote(data)}")
+        f"python3 -I -c {shlex.quote(_RAW_REQUEST)} {shlex.quote(host)} {port} {shlex.quote(data)}"
+    )
     assert result.rc == 0, result.stderr
     status, rest = result.stdout.split("\n", 1)
     head, _, body = rest.partition("BODY ")
@@ -88,8 +89,9 @@ def raw_request(name: str, host: str, port: int, data: str) -> tuple[str, str, s
 def served_model(deployed_stack, gateway) -> str:
     """The model's name, as the gateway's upstream lists it."""
     in_stack_model(deployed_stack)
-    status, _, body = raw_request(deployed_stack.one("workspace"), gateway, MODEL_GATEWAY_PORT,
-                                  "GET /v1/models HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n")
+    status, _, body = raw_request(
+        deployed_stack.one("workspace"), gateway, MODEL_GATEWAY_PORT, "GET /v1/models HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n"
+    )
     assert status.split()[1] == "200", (status, body)
     return json.loads(body)["data"][0]["id"]
 
@@ -107,7 +109,9 @@ def test_the_model_server_is_out_of_the_workspaces_reach(deployed_stack, docker_
     # Not even by name: the workspace shares no network with it.
     assert "gaierror" in attempts[(model, MODEL_PORT)].detail, attempts[(model, MODEL_PORT)].detail
     workspace_networks = set(ip_addresses(docker_api, workspace))
-    assert not workspace_networks & set(ip_addresses(docker_api, model)), "the workspace shares a network with the model"
+    assert not workspace_networks & set(ip_addresses(docker_api, model)), (
+        "the workspace shares a network with the model"
+    )
 
 
 def test_only_the_gateway_and_the_model_api_ingress_share_the_upstream_network(deployed_stack, docker_api, gateway):
@@ -115,20 +119,31 @@ def test_only_the_gateway_and_the_model_api_ingress_share_the_upstream_network(d
     upstream = deployed_stack.networks["model-upstream"]
     members = set(docker_api.api.inspect_network(upstream)["Containers"] or {})
     names = {docker_api.api.inspect_container(member)["Name"].lstrip("/") for member in members}
-    expected = {model, gateway, *(n for n in deployed_stack.containers.get("ingress-gateway", ()) if n.endswith("-model-api"))}
+    expected = {
+        model,
+        gateway,
+        *(n for n in deployed_stack.containers.get("ingress-gateway", ()) if n.endswith("-model-api")),
+    }
     assert names == expected
 
 
 # --- the gateway: any key or none from the workspace, the stack's key upstream -----------------
 
 
-@pytest.mark.parametrize("authorization", ["", "Bearer wrong", f"Bearer {MODEL_API_KEY_PLACEHOLDER}",
-                                           "Basic b3BlbmNvZGU6eA=="], ids=["none", "wrong", "placeholder", "basic"])
+@pytest.mark.parametrize(
+    "authorization",
+    ["", "Bearer wrong", f"Bearer {MODEL_API_KEY_PLACEHOLDER}", "Basic b3BlbmNvZGU6eA=="],
+    ids=["none", "wrong", "placeholder", "basic"],
+)
 def test_the_gateway_answers_whatever_authorization_the_workspace_sends(deployed_stack, gateway, authorization):
     in_stack_model(deployed_stack)
     auth = f"Authorization: {authorization}\\r\\n" if authorization else ""
-    status, _, body = raw_request(deployed_stack.one("workspace"), gateway, MODEL_GATEWAY_PORT,
-                                  f"GET /v1/models HTTP/1.1\\r\\nHost: {gateway}\\r\\n{auth}\\r\\n")
+    status, _, body = raw_request(
+        deployed_stack.one("workspace"),
+        gateway,
+        MODEL_GATEWAY_PORT,
+        f"GET /v1/models HTTP/1.1\\r\\nHost: {gateway}\\r\\n{auth}\\r\\n",
+    )
     assert status.split()[1] == "200", (status, body)
     assert json.loads(body)["object"] == "list"
 
@@ -136,9 +151,13 @@ def test_the_gateway_answers_whatever_authorization_the_workspace_sends(deployed
 def test_the_model_server_refuses_requests_without_the_key(deployed_stack, gateway):
     """The control: the model server checks the key, so the gateway's 200s are the key's doing."""
     model = in_stack_model(deployed_stack)
-    status, _, body = raw_request(gateway, model, MODEL_PORT,
-                                  f"GET /v1/models HTTP/1.1\\r\\nHost: {model}\\r\\n"
-                                  f"Authorization: Bearer {MODEL_API_KEY_PLACEHOLDER}\\r\\n\\r\\n")
+    status, _, body = raw_request(
+        gateway,
+        model,
+        MODEL_PORT,
+        f"GET /v1/models HTTP/1.1\\r\\nHost: {model}\\r\\n"
+        f"Authorization: Bearer {MODEL_API_KEY_PLACEHOLDER}\\r\\n\\r\\n",
+    )
     assert status.split()[1] == "401", (status, body)
 
 
@@ -146,7 +165,8 @@ def test_a_streamed_completion_arrives_event_by_event(deployed_stack, gateway):
     model_name = served_model(deployed_stack, gateway)
     url = f"http://{gateway}:{MODEL_GATEWAY_PORT}/v1/chat/completions"
     result = container_host(deployed_stack.one("workspace")).run(
-        f"python3 -I -c {shlex.quote(_STREAM)} {shlex.quote(url)} {shlex.quote(model_name)} 'Bearer wrong'")
+        f"python3 -I -c {shlex.quote(_STREAM)} {shlex.quote(url)} {shlex.quote(model_name)} 'Bearer wrong'"
+    )
     assert result.rc == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines[0] == {"status": 200, "type": "text/event-stream"}, lines
@@ -155,17 +175,22 @@ def test_a_streamed_completion_arrives_event_by_event(deployed_stack, gateway):
     assert all(event.startswith("data: ") for event in events)
 
 
-@pytest.mark.parametrize("request_text, expected", [
-    ("GET http://{model}:8000/v1/models HTTP/1.1\\r\\nHost: {model}:8000\\r\\n\\r\\n", "400"),
-    ("CONNECT {model}:8000 HTTP/1.1\\r\\nHost: {model}:8000\\r\\n\\r\\n", "405"),
-    ("GET /v1/models\\r\\nAuthorization: Bearer x HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n", "400"),
-    ("GET /v1/../health HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n", "400"),
-    ("GET /metrics HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n", "404"),
-], ids=["absolute-uri", "connect", "crlf-in-path", "dot-segments", "outside-v1"])
+@pytest.mark.parametrize(
+    "request_text, expected",
+    [
+        ("GET http://{model}:8000/v1/models HTTP/1.1\\r\\nHost: {model}:8000\\r\\n\\r\\n", "400"),
+        ("CONNECT {model}:8000 HTTP/1.1\\r\\nHost: {model}:8000\\r\\n\\r\\n", "405"),
+        ("GET /v1/models\\r\\nAuthorization: Bearer x HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n", "400"),
+        ("GET /v1/../health HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n", "400"),
+        ("GET /metrics HTTP/1.1\\r\\nHost: g\\r\\n\\r\\n", "404"),
+    ],
+    ids=["absolute-uri", "connect", "crlf-in-path", "dot-segments", "outside-v1"],
+)
 def test_hostile_requests_from_the_workspace_are_refused(deployed_stack, gateway, request_text, expected):
     model = in_stack_model(deployed_stack)
-    status, _, body = raw_request(deployed_stack.one("workspace"), gateway, MODEL_GATEWAY_PORT,
-                                  request_text.format(model=model))
+    status, _, body = raw_request(
+        deployed_stack.one("workspace"), gateway, MODEL_GATEWAY_PORT, request_text.format(model=model)
+    )
     assert status.split()[1] == expected, (status, body)
     assert "model gateway:" in body
 
@@ -192,8 +217,9 @@ def test_no_process_of_the_workspace_has_the_model_key(deployed_stack, model_key
 
 
 def _web(url: str, password: str) -> dict:
-    request = urllib.request.Request(url, headers={
-        "Authorization": "Basic " + base64.b64encode(f"opencode:{password}".encode()).decode()})
+    request = urllib.request.Request(
+        url, headers={"Authorization": "Basic " + base64.b64encode(f"opencode:{password}".encode()).decode()}
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=30) as response:
         return json.loads(response.read())

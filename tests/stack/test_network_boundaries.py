@@ -17,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from components.executors import EXECUTOR_PORT
 from sandbox_model.destinations import MODEL_GATEWAY_PORT, MODEL_PORT, SHARED_ALIAS, WEB_PORT
+from sandbox_model.executor_contract import PORT as EXECUTOR_PORT
 from sandbox_model.security import baseline
 from tests.stack.runtime import connect, container_env, container_host, http_get, ip_addresses
 
@@ -73,8 +73,9 @@ def test_executors_cannot_reach_the_workspace_web_ui(deployed_stack, docker_api)
     workspace = deployed_stack.one("workspace")
     workspace_ip = ip_addresses(docker_api, workspace)[deployed_stack.networks["executor"]]
     for executor in deployed_stack.containers["executor"]:
-        attempts = connect(container_host(executor), [(workspace, WEB_PORT), (workspace_ip, WEB_PORT)],
-                           CONNECT_TIMEOUT_S)
+        attempts = connect(
+            container_host(executor), [(workspace, WEB_PORT), (workspace_ip, WEB_PORT)], CONNECT_TIMEOUT_S
+        )
         open_paths = {f"{t}:{p}": a.detail for (t, p), a in attempts.items() if a.connected}
         assert not open_paths, f"{executor} reached the workspace's web UI: {open_paths}"
 
@@ -128,10 +129,15 @@ def test_nothing_listens_on_a_non_loopback_host_address(deployed_stack, docker_a
     ports = {port for _name, _ip, port in published}
     listeners = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout.split("\n")
     local = [line.split()[3] for line in listeners if line.strip()]
-    by_port = {port: [addr.rsplit(":", 1)[0].strip("[]") for addr in local if addr.rsplit(":", 1)[1] == str(port)]
-               for port in ports}
+    by_port = {
+        port: [addr.rsplit(":", 1)[0].strip("[]") for addr in local if addr.rsplit(":", 1)[1] == str(port)]
+        for port in ports
+    }
     missing = [port for port, addresses in by_port.items() if not addresses]
     assert not missing, f"published ports nobody listens on (userland proxy off?): {missing}"
-    exposed = {port: addresses for port, addresses in by_port.items()
-               if not all(baseline.is_loopback_address(address) for address in addresses)}
+    exposed = {
+        port: addresses
+        for port, addresses in by_port.items()
+        if not all(baseline.is_loopback_address(address) for address in addresses)
+    }
     assert not exposed, f"host listeners on the stack's ports beyond loopback: {exposed}"

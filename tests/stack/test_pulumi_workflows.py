@@ -10,24 +10,26 @@ import os
 
 import pytest
 
-from sandbox_model.naming import LABEL_STACK
 from harness.program import STACKS
 from harness.pulumi_cli import PulumiWorkspace
-from tests.support.requirements import require_toolchain
 from harness.stack_cleanup import remove_stack
 from harness.workflows import pulumi_args
+from sandbox_model.naming import LABEL_STACK
+from tests.support.requirements import require_toolchain
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 #: A second stack beside the session's `ci` one: its own host ports, UIDs and project directory.
 SECOND_STACK = "ci-second"
 SECOND_STACK_CONFIG = {
-    "workspace.web.port": "14196", "model.host_port": "18100", "conductor.host_port": "14197",
+    "workspace.web.port": "14196",
+    "model.host_port": "18100",
+    "conductor.host_port": "14197",
     "executors.uid_base": "21000",
     "workspace.project_dir": f"~/.cache/opencode-sandbox/{SECOND_STACK}/project",
 }
 #: The program as a violating pull request would change it: every executor privileged.
-PRIVILEGED_EXECUTORS = '''
+PRIVILEGED_EXECUTORS = """
 import runpy
 
 import pulumi
@@ -41,7 +43,7 @@ def privileged_executors(args: pulumi.ResourceTransformArgs):
 
 pulumi.runtime.register_resource_transform(privileged_executors)
 runpy.run_path("program.py", run_name="__main__")
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +62,11 @@ def _as_a_user(stack: str) -> dict[str, str]:
 
 def _labelled(docker_api, stack: str) -> list[str]:
     label = {"label": f"{LABEL_STACK}={stack}"}
-    return ([c["Names"][0] for c in docker_api.api.containers(all=True, filters=label)]
-            + [n["Name"] for n in docker_api.api.networks(filters=label)]
-            + [v["Name"] for v in docker_api.api.volumes(filters=label).get("Volumes") or []])
+    return (
+        [c["Names"][0] for c in docker_api.api.containers(all=True, filters=label)]
+        + [n["Name"] for n in docker_api.api.networks(filters=label)]
+        + [v["Name"] for v in docker_api.api.volumes(filters=label).get("Volumes") or []]
+    )
 
 
 @pytest.mark.parametrize("stack", STACKS)

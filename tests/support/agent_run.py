@@ -19,8 +19,9 @@ def scripted(name: str, arguments: dict) -> str:
 
 
 def hostname(container: str) -> str:
-    return subprocess.run(["docker", "inspect", "--format", "{{.Config.Hostname}}", container],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "inspect", "--format", "{{.Config.Hostname}}", container], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,15 @@ def opencode_run(workspace: str, prompt: str) -> AgentRun:
     try:
         run = subprocess.run(
             ["docker", "exec", workspace, "opencode", "run", "--print-logs", "--format", "json", prompt],
-            capture_output=True, text=True, timeout=OPENCODE_TIMEOUT_S)
+            capture_output=True,
+            text=True,
+            timeout=OPENCODE_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"opencode run took longer than {OPENCODE_TIMEOUT_S}s; stderr tail:\n"
-                    f"{(exc.stderr or b'').decode(errors='replace')[-3000:]}")
+        pytest.fail(
+            f"opencode run took longer than {OPENCODE_TIMEOUT_S}s; stderr tail:\n"
+            f"{(exc.stderr or b'').decode(errors='replace')[-3000:]}"
+        )
     diagnostics = f"\nexit code {run.returncode}\nstdout:\n{run.stdout[-4000:]}\nstderr tail:\n{run.stderr[-3000:]}"
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     return AgentRun(run.returncode, events, diagnostics)

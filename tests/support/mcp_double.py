@@ -8,7 +8,7 @@ gateway can reach it. It serves ``POST /mcp`` on every port in ``MCP_DOUBLE_PORT
 
 from __future__ import annotations
 
-SOURCE = r'''
+SOURCE = r"""
 import json, os, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -69,4 +69,4 @@ for server in servers[1:]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
 servers[0].serve_forever()
-'''
+"""

@@ -17,8 +17,8 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from types import ModuleType
-from typing import Mapping
 
 from sandbox_model.paths import IMAGES_DIR
 
@@ -40,9 +40,13 @@ class JsonLogProcess:
     """``python3 -I -B <script>`` with ``env``; ``.startup`` is its first log record."""
 
     def __init__(self, script, env: Mapping[str, str]):
-        self.process = subprocess.Popen([sys.executable, "-I", "-B", str(script)],
-                                        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-B", str(script)],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         first: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, args=(first,), daemon=True)
@@ -77,8 +81,15 @@ class DoubleProcess(JsonLogProcess):
 
     def __init__(self, api_key: str, model: str = DOUBLE_MODEL):
         self.api_key = api_key
-        super().__init__(DOUBLE_SCRIPT, {"MODEL_DOUBLE_HOST": "127.0.0.1", "MODEL_DOUBLE_PORT": "0",
-                                         "MODEL_DOUBLE_MODEL": model, "MODEL_DOUBLE_API_KEY": api_key})
+        super().__init__(
+            DOUBLE_SCRIPT,
+            {
+                "MODEL_DOUBLE_HOST": "127.0.0.1",
+                "MODEL_DOUBLE_PORT": "0",
+                "MODEL_DOUBLE_MODEL": model,
+                "MODEL_DOUBLE_API_KEY": api_key,
+            },
+        )
         self.port = self.startup["port"]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
@@ -87,8 +98,11 @@ class GatewayProcess(JsonLogProcess):
     """The model gateway on 127.0.0.1 and a free port: ``.base_url`` is where a client sends its requests."""
 
     def __init__(self, upstream_base_url: str, api_key: str | None, proxy_url: str | None = None):
-        env = {"MODEL_GATEWAY_HOST": "127.0.0.1", "MODEL_GATEWAY_PORT": "0",
-               "MODEL_GATEWAY_UPSTREAM": upstream_base_url}
+        env = {
+            "MODEL_GATEWAY_HOST": "127.0.0.1",
+            "MODEL_GATEWAY_PORT": "0",
+            "MODEL_GATEWAY_UPSTREAM": upstream_base_url,
+        }
         if api_key is not None:
             env["MODEL_GATEWAY_API_KEY"] = api_key
         if proxy_url is not None:

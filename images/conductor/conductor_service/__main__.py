@@ -15,8 +15,14 @@ def main() -> int:
     except ConfigError as exc:
         print(f"conductor: {exc}", file=sys.stderr)
         return 78
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

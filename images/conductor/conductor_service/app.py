@@ -7,7 +7,8 @@ a time; ``abort_task`` stops it from another request.
 
 # No `from __future__ import annotations`: the SDK evaluates the tools' annotations.
 import contextlib
-from typing import Annotated, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -36,6 +37,7 @@ def _tool_error(function):
             return await anyio.to_thread.run_sync(lambda: function(*args, **kwargs))
         except (project.PathRefused, OpenCodeError) as exc:
             raise ToolError(str(exc)) from exc
+
     return run
 
 
@@ -43,15 +45,21 @@ def build_mcp_server(settings: Settings, client: OpenCodeClient) -> MCPServer:
     server = MCPServer(
         name="opencode-sandbox-conductor",
         instructions="Delegate coding work to the agent in the opencode-sandbox with delegate_task (it works in the "
-                     "project and runs code in its isolated executors), then inspect the project with "
-                     "read_project_file, list_project_files and get_project_status.",
+        "project and runs code in its isolated executors), then inspect the project with "
+        "read_project_file, list_project_files and get_project_status.",
     )
     running = anyio.Lock()
     root = settings.project_dir
 
     async def delegate_task(
-        prompt: Annotated[str, Field(min_length=1, max_length=100_000,
-                                     description="What the sandboxed agent should do, as you would tell it.")],
+        prompt: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=100_000,
+                description="What the sandboxed agent should do, as you would tell it.",
+            ),
+        ],
     ) -> dict[str, Any]:
         if running.locked():
             raise ToolError("a delegated task is still running: wait for it, or stop it with abort_task")
@@ -78,28 +86,50 @@ def build_mcp_server(settings: Settings, client: OpenCodeClient) -> MCPServer:
         return {"path": path, "entries": entries, "truncated": truncated}
 
     async def get_project_status() -> dict[str, Any]:
-        return {**await _tool_error(project.git_status)(root), "task_running": running.locked(),
-                "session_id": client.session_id}
+        return {
+            **await _tool_error(project.git_status)(root),
+            "task_running": running.locked(),
+            "session_id": client.session_id,
+        }
 
-    read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+    read_only = ToolAnnotations(
+        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
     tools = (
-        (delegate_task, "Delegate a task to the sandboxed agent",
-         "Send a prompt to the OpenCode agent in the sandbox (one persistent session, so it remembers earlier "
-         "tasks) and wait for its turn to end; returns its final answer and the tools it used.",
-         ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)),
-        (abort_task, "Abort the running task", "Stop the agent's running turn in the conductor's session.",
-         ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)),
-        (read_project_file, "Read a project file",
-         f"Read a text file of the project (at most {project.MAX_READ_BYTES} bytes); paths outside it are refused.",
-         read_only),
-        (list_project_files, "List project files", "List a directory of the project (optionally recursively).",
-         read_only),
-        (get_project_status, "Project status", "The project's git branch, changed files and recent commits.",
-         read_only),
+        (
+            delegate_task,
+            "Delegate a task to the sandboxed agent",
+            "Send a prompt to the OpenCode agent in the sandbox (one persistent session, so it remembers earlier "
+            "tasks) and wait for its turn to end; returns its final answer and the tools it used.",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
+        ),
+        (
+            abort_task,
+            "Abort the running task",
+            "Stop the agent's running turn in the conductor's session.",
+            ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False),
+        ),
+        (
+            read_project_file,
+            "Read a project file",
+            f"Read a text file of the project (at most {project.MAX_READ_BYTES} bytes); paths outside it are refused.",
+            read_only,
+        ),
+        (
+            list_project_files,
+            "List project files",
+            "List a directory of the project (optionally recursively).",
+            read_only,
+        ),
+        (
+            get_project_status,
+            "Project status",
+            "The project's git branch, changed files and recent commits.",
+            read_only,
+        ),
     )
     for function, title, description, annotations in tools:
-        server.add_tool(function, name=function.__name__, title=title, description=description,
-                        annotations=annotations)
+        server.add_tool(function, name=function.__name__, title=title, description=description, annotations=annotations)
     return server
 
 
@@ -110,8 +140,11 @@ def create_app(settings: Settings, client: OpenCodeClient | None = None) -> Star
     # endpoint is reached through the ingress gateway (its Host is whatever the client used), and the
     # bearer token, which a browser page cannot add to a cross-site request, guards it.
     mcp_app = mcp_server.streamable_http_app(
-        streamable_http_path=MCP_PATH, stateless_http=True, json_response=True,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -125,7 +158,14 @@ def create_app(settings: Settings, client: OpenCodeClient | None = None) -> Star
         routes=[Route(HEALTH_PATH, health, methods=["GET"]), Route(MCP_PATH, mcp_app, methods=["POST"])],
         # The token check (bearer_gate.py, a copy of the kernel's): /health is open; the conductor holds only
         # the token's SHA-256 and compares digests in constant time.
-        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256, realm="conductor",
-                               hint="Authorization: Bearer <conductor_token>", public_paths=(HEALTH_PATH,))],
+        middleware=[
+            Middleware(
+                BearerTokenGate,
+                token_sha256=settings.token_sha256,
+                realm="conductor",
+                hint="Authorization: Bearer <conductor_token>",
+                public_paths=(HEALTH_PATH,),
+            )
+        ],
         lifespan=lifespan,
     )

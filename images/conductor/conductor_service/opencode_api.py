@@ -35,9 +35,12 @@ class OpenCodeClient:
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method,
-                                         headers={"Authorization": self._auth, "Content-Type": "application/json",
-                                                  "Accept": "application/json"})
+        request = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": self._auth, "Content-Type": "application/json", "Accept": "application/json"},
+        )
         try:
             with self._opener.open(request, timeout=timeout) as response:
                 raw = response.read()
@@ -52,7 +55,9 @@ class OpenCodeClient:
         """The conductor's session: the one created before (by this process or, by title, an earlier one)."""
         if self.session_id is None:
             sessions = self.call("GET", "/session") or []
-            ours = [s for s in sessions if isinstance(s, dict) and s.get("title") == self.title and not s.get("parentID")]
+            ours = [
+                s for s in sessions if isinstance(s, dict) and s.get("title") == self.title and not s.get("parentID")
+            ]
             if ours:
                 ours.sort(key=lambda s: (s.get("time") or {}).get("updated", 0), reverse=True)
                 self.session_id = ours[0]["id"]
@@ -62,17 +67,22 @@ class OpenCodeClient:
 
     def prompt(self, text: str, timeout: float) -> dict:
         session = self.session()
-        answer = self.call("POST", f"/session/{session}/message",
-                           {"parts": [{"type": "text", "text": text}]}, timeout=timeout)
+        answer = self.call(
+            "POST", f"/session/{session}/message", {"parts": [{"type": "text", "text": text}]}, timeout=timeout
+        )
         if not isinstance(answer, dict):
             raise OpenCodeError(f"OpenCode returned no message for session {session}")
         info, parts = answer.get("info") or {}, answer.get("parts") or []
         texts = [p.get("text", "") for p in parts if p.get("type") == "text" and not p.get("synthetic")]
         tools = self._tools_of_turn(session, info.get("parentID"), parts)
         error = info.get("error")
-        return {"session_id": session, "answer": "\n".join(t for t in texts if t).strip(),
-                "tools_used": [t for t in tools if t], "finish": info.get("finish"),
-                "error": json.dumps(error)[:2000] if error else None}
+        return {
+            "session_id": session,
+            "answer": "\n".join(t for t in texts if t).strip(),
+            "tools_used": [t for t in tools if t],
+            "finish": info.get("finish"),
+            "error": json.dumps(error)[:2000] if error else None,
+        }
 
     def _tools_of_turn(self, session: str, user_message: str | None, final_parts: list) -> list[str]:
         """The tools the turn called: every assistant message answering the prompt (one per step)."""
@@ -82,10 +92,14 @@ class OpenCodeClient:
             messages = None
         if not isinstance(messages, list):
             return [p.get("tool") for p in final_parts if p.get("type") == "tool" and p.get("tool")]
-        return [part.get("tool") for message in messages
-                if (message.get("info") or {}).get("role") == "assistant"
-                and (message.get("info") or {}).get("parentID") == user_message
-                for part in message.get("parts") or [] if part.get("type") == "tool" and part.get("tool")]
+        return [
+            part.get("tool")
+            for message in messages
+            if (message.get("info") or {}).get("role") == "assistant"
+            and (message.get("info") or {}).get("parentID") == user_message
+            for part in message.get("parts") or []
+            if part.get("type") == "tool" and part.get("tool")
+        ]
 
     def abort(self) -> dict:
         self.session()

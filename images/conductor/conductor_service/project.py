@@ -88,12 +88,17 @@ def read_file(root: Path, path: str, max_bytes: int = MAX_READ_BYTES) -> FileTex
         content = b"".join(chunks)
     finally:
         os.close(fd)
-    return FileText(path=path, size=info.st_size, text=content[:max_bytes].decode("utf-8", errors="replace"),
-                    truncated=len(content) > max_bytes)
+    return FileText(
+        path=path,
+        size=info.st_size,
+        text=content[:max_bytes].decode("utf-8", errors="replace"),
+        truncated=len(content) > max_bytes,
+    )
 
 
-def list_files(root: Path, path: str = ".", recursive: bool = False,
-               max_entries: int = MAX_LIST_ENTRIES) -> tuple[list[str], bool]:
+def list_files(
+    root: Path, path: str = ".", recursive: bool = False, max_entries: int = MAX_LIST_ENTRIES
+) -> tuple[list[str], bool]:
     """Entries under ``path`` (relative to the project; directories end in ``/``; ``.git`` skipped)."""
     fd = _open(root, path, directory=True)
     base = PurePosixPath(*_relative_parts(root, path)) if _relative_parts(root, path) else PurePosixPath()
@@ -118,11 +123,25 @@ def list_files(root: Path, path: str = ".", recursive: bool = False,
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0",
-           "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": str(root)}
-    return subprocess.run(["git", *GIT_OVERRIDES, "-C", str(root), *args], env=env, capture_output=True,
-                          text=True, timeout=GIT_TIMEOUT_S, check=False)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/nonexistent",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": str(root),
+    }
+    return subprocess.run(
+        ["git", *GIT_OVERRIDES, "-C", str(root), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
 
 
 def git_status(root: Path, commits: int = 10) -> dict:
@@ -137,5 +156,10 @@ def git_status(root: Path, commits: int = 10) -> dict:
     for line in log.stdout.splitlines():
         commit, date, author, subject = (line.split("\t", 3) + ["", "", ""])[:4]
         recent.append({"commit": commit, "date": date, "author": author, "subject": subject})
-    return {"git": True, "branch": branch, "changes": [l for l in lines if not l.startswith("## ")],
-            "recent_commits": recent, "errors": (status.stderr + log.stderr).strip()[:2000]}
+    return {
+        "git": True,
+        "branch": branch,
+        "changes": [line for line in lines if not line.startswith("## ")],
+        "recent_commits": recent,
+        "errors": (status.stderr + log.stderr).strip()[:2000],
+    }

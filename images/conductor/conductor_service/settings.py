@@ -1,21 +1,21 @@
 """The conductor's configuration: environment variables only, checked once at start.
 
-    CONDUCTOR_TOKEN_SHA256        hex SHA-256 of the bearer token clients present (the token itself never
-                                  reaches the conductor)
-    CONDUCTOR_OPENCODE_URL        the workspace's OpenCode server, e.g. http://workspace-web:4096
-    CONDUCTOR_OPENCODE_PASSWORD   its web password (HTTP Basic, user ``opencode``)
-    CONDUCTOR_PROJECT_DIR         the project, mounted read-only (default /project)
-    CONDUCTOR_HOST                the address to bind (default 0.0.0.0; the stack gives its network alias)
-    CONDUCTOR_PORT                the port (default 8080)
-    CONDUCTOR_TASK_TIMEOUT_S      how long delegate_task waits for the agent's answer (default 1800)
+CONDUCTOR_TOKEN_SHA256        hex SHA-256 of the bearer token clients present (the token itself never
+                              reaches the conductor)
+CONDUCTOR_OPENCODE_URL        the workspace's OpenCode server, e.g. http://workspace-web:4096
+CONDUCTOR_OPENCODE_PASSWORD   its web password (HTTP Basic, user ``opencode``)
+CONDUCTOR_PROJECT_DIR         the project, mounted read-only (default /project)
+CONDUCTOR_HOST                the address to bind (default 0.0.0.0; the stack gives its network alias)
+CONDUCTOR_PORT                the port (default 8080)
+CONDUCTOR_TASK_TIMEOUT_S      how long delegate_task waits for the agent's answer (default 1800)
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 
 class ConfigError(ValueError):
@@ -39,7 +39,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError("CONDUCTOR_TOKEN_SHA256 is not a hex SHA-256. Fix: set it to sha256(token).hexdigest()")
     url = environ.get("CONDUCTOR_OPENCODE_URL", "").rstrip("/")
     if not re.fullmatch(r"http://[A-Za-z0-9.-]+(:\d+)?", url):
-        raise ConfigError(f"CONDUCTOR_OPENCODE_URL={url!r} is not http://host[:port]. Fix: e.g. http://workspace-web:4096")
+        raise ConfigError(
+            f"CONDUCTOR_OPENCODE_URL={url!r} is not http://host[:port]. Fix: e.g. http://workspace-web:4096"
+        )
     password = environ.get("CONDUCTOR_OPENCODE_PASSWORD", "")
     if not password:
         raise ConfigError("CONDUCTOR_OPENCODE_PASSWORD is empty. Fix: set it to the workspace's web password")
@@ -50,6 +52,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise ConfigError(f"CONDUCTOR_PORT / CONDUCTOR_TASK_TIMEOUT_S: {exc}") from None
     if not 0 <= port <= 65535 or timeout <= 0:
         raise ConfigError("CONDUCTOR_PORT must be 0-65535 and CONDUCTOR_TASK_TIMEOUT_S positive")
-    return Settings(token_sha256=digest, opencode_url=url, opencode_password=password,
-                    project_dir=Path(environ.get("CONDUCTOR_PROJECT_DIR", "/project")),
-                    host=environ.get("CONDUCTOR_HOST", "0.0.0.0"), port=port, task_timeout_s=timeout)
+    return Settings(
+        token_sha256=digest,
+        opencode_url=url,
+        opencode_password=password,
+        project_dir=Path(environ.get("CONDUCTOR_PROJECT_DIR", "/project")),
+        host=environ.get("CONDUCTOR_HOST", "0.0.0.0"),
+        port=port,
+        task_timeout_s=timeout,
+    )

@@ -129,8 +129,15 @@ def create_app(runner: JobRunner) -> Starlette:
             Route(MCP_PATH, mcp_app, methods=["POST"]),
         ],
         # The token check (bearer_gate.py, a copy of the kernel's): hashes what is presented, compares digests.
-        middleware=[Middleware(BearerTokenGate, token_sha256=settings.token_sha256, realm="executor",
-                               hint="Authorization: Bearer <EXECUTOR_TOKEN>", public_paths=PUBLIC_PATHS)],
+        middleware=[
+            Middleware(
+                BearerTokenGate,
+                token_sha256=settings.token_sha256,
+                realm="executor",
+                hint="Authorization: Bearer <EXECUTOR_TOKEN>",
+                public_paths=PUBLIC_PATHS,
+            )
+        ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

@@ -83,8 +83,11 @@ def build_mcp_server(runner: JobRunner) -> MCPServer:
 
     async def run_tests(
         arguments: Annotated[
-            str, Field(description=f"Extra arguments appended to `{settings.test_command}` (shell words), "
-                                   "e.g. a test file or '-k name'; empty: the whole suite.")
+            str,
+            Field(
+                description=f"Extra arguments appended to `{settings.test_command}` (shell words), "
+                "e.g. a test file or '-k name'; empty: the whole suite."
+            ),
         ] = "",
         timeout_s: Annotated[float | None, timeout_field()] = None,
     ) -> JobResult:
@@ -102,14 +105,26 @@ def build_mcp_server(runner: JobRunner) -> MCPServer:
     if settings.project_dir is not None:
         rules = PROJECT_RULES.format(project=settings.project_dir)
         project_tools = (
-            (run_command, "run_command", "Run a shell command in the project",
-             "Run a POSIX shell command line in the project (instead of a local shell, which is not available). " + rules),
-            (run_tests, "run_tests", "Run the project's tests",
-             f"Run the project's tests: `{settings.test_command}` plus the given arguments. " + rules),
+            (
+                run_command,
+                "run_command",
+                "Run a shell command in the project",
+                "Run a POSIX shell command line in the project (instead of a local shell, which is not available). "
+                + rules,
+            ),
+            (
+                run_tests,
+                "run_tests",
+                "Run the project's tests",
+                f"Run the project's tests: `{settings.test_command}` plus the given arguments. " + rules,
+            ),
         )
         for function, tool_name, title, description in project_tools:
             server.add_tool(
-                function, name=tool_name, title=title, description=description,
+                function,
+                name=tool_name,
+                title=title,
+                description=description,
                 annotations=ToolAnnotations(
                     read_only_hint=True, destructive_hint=False, idempotent_hint=False, open_world_hint=False
                 ),

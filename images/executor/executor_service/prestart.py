@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 #: nothing behind: their module fails to import (removed from sys.modules), their directory leaves
 #: sys.path and the importer cache. ``_stdin_for_fd0`` gives the job a ``sys.stdin``
 #: made for what fd 0 is now (/dev/null), as a cold start makes it.
-_HOOK_START = '''\
+_HOOK_START = """\
 def _stdin_for_fd0(io, sys):
     old = sys.stdin
     buffer = io.open(0, "rb", closefd=False)
@@ -56,15 +56,17 @@ def _leave_user_site(sys, user_site):
     if user_site in sys.path:
         sys.path.remove(user_site)
     sys.path_importer_cache.pop(user_site, None)
-'''
-_HOOK_END = '''\
+"""
+_HOOK_END = """\
 _executor_wait()
 raise ImportError("executor hand-over done", name="usercustomize")
-'''
+"""
 
 #: EXECUTOR_PRESTART=python: the waiting interpreter becomes the job. It reports ready and blocks in
 #: read(); the service's one message is p (stdin is a pipe) or n (/dev/null), then the working directory.
-WAITING_HOOK = _HOOK_START + '''\
+WAITING_HOOK = (
+    _HOOK_START
+    + """\
 def _executor_wait():
     import io, os, sys
     fd = {fd}
@@ -84,7 +86,9 @@ def _executor_wait():
         os.dup2(null, 0)
         os.close(null)
         _stdin_for_fd0(io, sys)
-''' + _HOOK_END
+"""
+    + _HOOK_END
+)
 
 #: EXECUTOR_PRESTART=fork: the fork server (zygote.py). serve() (launcher/zygote.c, loaded by its path, so
 #: never from sys.path and never into sys.modules) forks a process per job and returns only in that
@@ -93,7 +97,9 @@ def _executor_wait():
 #: one at its exit above all) walks them, which would write, so copy, nearly every page it shares with the
 #: server (a forked print(1) in an executor: 2.8 ms p50 with the freeze, 3.8 ms without). The README says what
 #: it changes.
-FORK_HOOK = _HOOK_START + '''\
+FORK_HOOK = (
+    _HOOK_START
+    + """\
 def _executor_wait():
     import _imp, gc, io, sys
     _leave_user_site(sys, {user_site!r})
@@ -103,7 +109,9 @@ def _executor_wait():
     spec = sys.modules["_frozen_importlib"].ModuleSpec("executor_zygote", None, origin={module!r})
     if _imp.create_dynamic(spec).serve({fd}):
         _stdin_for_fd0(io, sys)
-''' + _HOOK_END
+"""
+    + _HOOK_END
+)
 
 #: How long a job waits for the pre-started interpreter to report ready before starting cold.
 READY_TIMEOUT_S = 5.0

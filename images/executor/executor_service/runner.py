@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import anyio
 
@@ -134,7 +134,7 @@ class _Pipes:
     stdout: _CappedOutput
     stderr: _CappedOutput
     outputs: dict[int, _CappedOutput] = field(default_factory=dict)
-    stdin: BinaryIO | None = None
+    stdin: IO[bytes] | None = None
     stdin_data: memoryview = memoryview(b"")
 
     def pump(self, timeout: float | None) -> bool:
@@ -252,8 +252,12 @@ class JobRunner:
         if self._user_site is None:
             settled = "none"
         elif wanted == "fork" and abi < FORK_LANDLOCK_ABI:
-            log.warning("EXECUTOR_PRESTART=fork needs Landlock ABI %d (signal scoping); this kernel has %d: "
-                        "falling back to python", FORK_LANDLOCK_ABI, abi)
+            log.warning(
+                "EXECUTOR_PRESTART=fork needs Landlock ABI %d (signal scoping); this kernel has %d: "
+                "falling back to python",
+                FORK_LANDLOCK_ABI,
+                abi,
+            )
             settled = "python"
         elif wanted == "fork" and not self.zygote_module.is_file():
             log.warning("EXECUTOR_PRESTART=fork: no fork server module %s: falling back to python", self.zygote_module)
@@ -265,11 +269,19 @@ class JobRunner:
 
     def _find_user_site(self, language: str) -> Path | None:
         """The user site directory a job's Python imports usercustomize from; None: prestart off."""
-        probe = "import site, sys; print(site.ENABLE_USER_SITE); print(site.getusersitepackages()); import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"
+        probe = (
+            "import site, sys; print(site.ENABLE_USER_SITE); print(site.getusersitepackages()); "
+            "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"
+        )
         try:
             out = subprocess.run(
                 [self.interpreters[language], "-c", probe],
-                env=job_environment(self.job_dir), cwd="/", capture_output=True, text=True, timeout=30, check=True
+                env=job_environment(self.job_dir),
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
             ).stdout.splitlines()
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("no pre-started interpreters: probing %s failed: %s", language, exc)
@@ -308,11 +320,12 @@ class JobRunner:
         old, self._zygote = self._zygote, None
         if old is not None:
             old.discard()  # it ran no job code and has no child left: nothing else to end
-        if self._user_site is None or self.unusable_reason is not None:
+        user_site = self._user_site
+        if user_site is None or self.unusable_reason is not None:
             return
         hook = FORK_HOOK if self.python_start == "fork" else WAITING_HOOK
         try:
-            proc, control = self._launch_waiting(hook)
+            proc, control = self._launch_waiting(hook, user_site)
         except (OSError, subprocess.SubprocessError) as exc:
             with contextlib.suppress(CleanupFailed):
                 wipe(self.scratch_dirs)  # else the next job wipes first (see _fresh_job_dir)
@@ -337,13 +350,14 @@ class JobRunner:
             self._sweep(zygote.pid)
             wipe(self.scratch_dirs)
 
-    def _launch_waiting(self, hook: str) -> tuple[subprocess.Popen, socket.socket]:
-        """``python3 <job dir>/main.py`` started as a job's interpreter is, with ``hook`` in its user site."""
+    def _launch_waiting(self, hook: str, user_site: Path) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        """``python3 <job dir>/main.py`` started as a job's interpreter is, with ``hook`` in ``user_site`` (the
+        job's Python user site, ``self._user_site``)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.job_dir.mkdir(mode=0o700)
-            source = hook.format(fd=theirs.fileno(), user_site=str(self._user_site), module=str(self.zygote_module))
-            write_hook(self._user_site, source, self._precompiled_hook)
+            source = hook.format(fd=theirs.fileno(), user_site=str(user_site), module=str(self.zygote_module))
+            write_hook(user_site, source, self._precompiled_hook)
             # The longest CPU limit a job may have; the job's own is set at the hand-over or by the fork.
             limits = JobLimits.for_job(self.settings, self.settings.max_timeout_s)
             script = self.job_dir / LANGUAGES["python"].script_name  # written per job; Python opens it after site
@@ -413,20 +427,21 @@ class JobRunner:
         finally:
             wipe(self.scratch_dirs)
 
-    def _start(self, spec: JobSpec) -> tuple[subprocess.Popen | ForkedJob, float]:
+    def _start(self, spec: JobSpec) -> tuple[subprocess.Popen[bytes] | ForkedJob, float]:
         """The job's first process, running: forked by the fork server or handed to the waiting interpreter
         if there is one and it fits, else a cold start."""
         self._join_creator()  # one being started has not read its hook yet: no job may run before it has
         workdir = self._workdir(spec)
-        if self._zygote is not None and spec.language.name == "python":
-            started = self._fork(spec, workdir)
-            if started is not None:
-                return started
+        zygote = self._zygote
+        if zygote is not None and spec.language.name == "python":
+            forked = self._fork(zygote, spec, workdir)
+            if forked is not None:
+                return forked
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
-            started = self._hand_over(waiting, spec, workdir) if waiting.language == spec.language.name else None
-            if started is not None:
-                return started
+            handed = self._hand_over(waiting, spec, workdir) if waiting.language == spec.language.name else None
+            if handed is not None:
+                return handed
             # Another language, or it failed: ended like a job's leftovers, then a clean slate.
             waiting.discard()
             self._sweep(waiting.proc.pid)
@@ -454,8 +469,8 @@ class JobRunner:
             wipe(self.scratch_dirs)
         self.job_dir.mkdir(mode=0o700)
 
-    def _fork(self, spec: JobSpec, workdir: Path) -> tuple[ForkedJob, float] | None:
-        zygote = self._zygote
+    def _fork(self, zygote: Zygote, spec: JobSpec, workdir: Path) -> tuple[ForkedJob, float] | None:
+        """The job forked by ``zygote`` (``self._zygote``); None when it could not (then it is ended)."""
         if zygote.usable():
             self._fresh_job_dir()
             (self.job_dir / spec.language.script_name).write_bytes(spec.source)
@@ -495,8 +510,9 @@ class JobRunner:
         job.stdout, job.stderr = open(stdout[0], "rb", buffering=0), open(stderr[0], "rb", buffering=0)  # noqa: SIM115
         return job, started
 
-    def _hand_over(self, waiting: WaitingInterpreter, spec: JobSpec,
-                   workdir: Path) -> tuple[subprocess.Popen, float] | None:
+    def _hand_over(
+        self, waiting: WaitingInterpreter, spec: JobSpec, workdir: Path
+    ) -> tuple[subprocess.Popen[bytes], float] | None:
         """The job to the waiting interpreter ("python"); None when it cannot take it (the caller ends it)."""
         try:
             if not waiting.wait_ready():
@@ -512,7 +528,7 @@ class JobRunner:
         self.last_start = "warm"
         return waiting.proc, started
 
-    def _start_cold(self, spec: JobSpec, workdir: Path) -> tuple[subprocess.Popen, float]:
+    def _start_cold(self, spec: JobSpec, workdir: Path) -> tuple[subprocess.Popen[bytes], float]:
         self._fresh_job_dir()
         script = self.job_dir / spec.language.script_name
         script.write_bytes(spec.source)
@@ -538,7 +554,7 @@ class JobRunner:
         self.last_start = "cold"
         return proc, started
 
-    def _execute(self, spec: JobSpec, proc: subprocess.Popen | ForkedJob, started: float) -> JobResult:
+    def _execute(self, spec: JobSpec, proc: subprocess.Popen[bytes] | ForkedJob, started: float) -> JobResult:
         with selectors.DefaultSelector() as selector:
             with proc:  # closes the pipes on the way out
                 try:
@@ -553,6 +569,8 @@ class JobRunner:
                 self._drain(pipes)
         stdout, stderr = pipes.stdout, pipes.stderr
         code = proc.returncode
+        if code is None:  # proc.wait() above reaped it, or raised
+            raise RuntimeError(f"job process {proc.pid} has no exit status after it was waited for")
         result = JobResult(
             exit_code=code if code >= 0 else 128 - code,
             stdout=stdout.text(),
@@ -575,11 +593,13 @@ class JobRunner:
         return result
 
     @staticmethod
-    def _watch(proc: subprocess.Popen | ForkedJob, spec: JobSpec, selector: selectors.BaseSelector) -> _Pipes:
+    def _watch(proc: subprocess.Popen[bytes] | ForkedJob, spec: JobSpec, selector: selectors.BaseSelector) -> _Pipes:
         pipes = _Pipes(
             selector, stdout=_CappedOutput(spec.max_output_bytes), stderr=_CappedOutput(spec.max_output_bytes)
         )
         for stream, capture in ((proc.stdout, pipes.stdout), (proc.stderr, pipes.stderr)):
+            if stream is None:  # both start with stdout and stderr pipes (_start_cold, _launch_waiting, _forked)
+                raise RuntimeError(f"job process {proc.pid} has no output pipe")
             fd = stream.fileno()
             os.set_blocking(fd, False)
             pipes.outputs[fd] = capture
@@ -594,7 +614,7 @@ class JobRunner:
         return pipes
 
     @staticmethod
-    def _wait_for_exit(proc: subprocess.Popen | ForkedJob, pipes: _Pipes, deadline: float) -> bool:
+    def _wait_for_exit(proc: subprocess.Popen[bytes] | ForkedJob, pipes: _Pipes, deadline: float) -> bool:
         """Pump output until the job's first process exits (False) or the deadline passes (True).
 
         The first process's exit ends the job even while a background child still holds the

@@ -1,3 +1,6 @@
+# The aliases are the contract's names (executor_contract.*_ENV, shared with the stack), not literals, so the
+# pydantic plugin cannot see them; nothing constructs Settings by keyword (load_settings validates a mapping).
+# mypy: disable-error-code="pydantic-alias"
 """The service's settings, read from ``EXECUTOR_*`` environment variables and validated at start.
 
 The variables, their defaults and bounds are the executor contract (``executor_contract.py``, a copy
@@ -31,12 +34,15 @@ class Settings(BaseModel):
     token_sha256: str = Field(alias=contract.TOKEN_SHA256_ENV, pattern=r"^[0-9a-f]{64}$", repr=False)
     port: int = Field(contract.PORT, alias=contract.PORT_ENV, ge=1, le=65535)
     default_timeout_s: float = Field(contract.DEFAULT_TIMEOUT_S, alias=contract.DEFAULT_TIMEOUT_S_ENV, gt=0)
-    max_timeout_s: float = Field(contract.MAX_TIMEOUT_S, alias=contract.MAX_TIMEOUT_S_ENV, gt=0,
-                                  le=contract.MAX_TIMEOUT_S_CEILING)
-    max_output_bytes: int = Field(contract.MAX_OUTPUT_BYTES, alias=contract.MAX_OUTPUT_BYTES_ENV, ge=1,
-                                   le=contract.MAX_OUTPUT_BYTES_CEILING)
-    max_source_bytes: int = Field(contract.MAX_SOURCE_BYTES, alias=contract.MAX_SOURCE_BYTES_ENV, ge=1,
-                                   le=contract.MAX_SOURCE_BYTES_CEILING)
+    max_timeout_s: float = Field(
+        contract.MAX_TIMEOUT_S, alias=contract.MAX_TIMEOUT_S_ENV, gt=0, le=contract.MAX_TIMEOUT_S_CEILING
+    )
+    max_output_bytes: int = Field(
+        contract.MAX_OUTPUT_BYTES, alias=contract.MAX_OUTPUT_BYTES_ENV, ge=1, le=contract.MAX_OUTPUT_BYTES_CEILING
+    )
+    max_source_bytes: int = Field(
+        contract.MAX_SOURCE_BYTES, alias=contract.MAX_SOURCE_BYTES_ENV, ge=1, le=contract.MAX_SOURCE_BYTES_CEILING
+    )
     job_nproc: int = Field(contract.JOB_NPROC, alias=contract.JOB_NPROC_ENV, ge=contract.JOB_NPROC_FLOOR)
     job_memory_mb: int | None = Field(None, alias=contract.JOB_MEMORY_MB_ENV, ge=contract.JOB_MEMORY_MB_FLOOR)
     #: The writable tmpfs jobs run in (``<work_root>/job``); emptied after every job. Tests point it
@@ -56,8 +62,12 @@ class Settings(BaseModel):
     #: working directory of the project tools' jobs (run_command, run_tests). Unset: no project tools.
     project_dir: Path | None = Field(None, alias=contract.PROJECT_DIR_ENV)
     #: What ``run_tests`` runs in the project (a POSIX sh command line; the tool appends its arguments).
-    test_command: str = Field(contract.TEST_COMMAND, alias=contract.TEST_COMMAND_ENV, min_length=1,
-                               max_length=contract.TEST_COMMAND_MAX_LENGTH)
+    test_command: str = Field(
+        contract.TEST_COMMAND,
+        alias=contract.TEST_COMMAND_ENV,
+        min_length=1,
+        max_length=contract.TEST_COMMAND_MAX_LENGTH,
+    )
 
     @model_validator(mode="after")
     def _default_timeout_within_max(self) -> Settings:
@@ -79,7 +89,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise SettingsError(
             f"{FORBIDDEN_TOKEN_VARIABLE} must not be in an executor's environment (every `docker exec` in the "
             "container, the healthcheck included, inherits it): give EXECUTOR_TOKEN_SHA256, the token's SHA-256 "
-            "in hex (e.g. printf %s \"$TOKEN\" | sha256sum)"
+            'in hex (e.g. printf %s "$TOKEN" | sha256sum)'
         )
     names = {field.alias for field in Settings.model_fields.values()}
     given = {name: value for name, value in environ.items() if name in names and value.strip() != ""}

@@ -152,7 +152,7 @@ class InitSweeper:
     @staticmethod
     def _reap_ready_children(spared: set[int]) -> set[int]:
         """Reap every finished child; a spared one leaves ``spared`` (its PID is free now) and is returned."""
-        gone = set()
+        gone: set[int] = set()
         while True:
             try:
                 pid, _status = os.waitpid(-1, os.WNOHANG)
@@ -179,8 +179,11 @@ class SessionSweeper:
         me = os.getpid()
         while True:
             table = read_process_table(self.proc)
-            alive = [p.pid for p in table.values()
-                     if p.session == job_pid and p.pid != me and p.pid not in spare and p.state != "Z"]
+            alive = [
+                p.pid
+                for p in table.values()
+                if p.session == job_pid and p.pid != me and p.pid not in spare and p.state != "Z"
+            ]
             if not alive:
                 return set()
             for pid in alive:

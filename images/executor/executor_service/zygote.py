@@ -16,6 +16,7 @@ reach it, and through it the next job.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import select
@@ -159,7 +160,10 @@ class ForkedJob:
         self.pid = pid
         self.pidfd = pidfd
         self.returncode: int | None = None
-        self.stdin = self.stdout = self.stderr = None  # the service's pipe ends, set by the runner
+        # The service's pipe ends, set by the runner.
+        self.stdin: io.FileIO | None = None
+        self.stdout: io.FileIO | None = None
+        self.stderr: io.FileIO | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None and _readable(self.pidfd, 0):

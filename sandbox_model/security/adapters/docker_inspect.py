@@ -39,14 +39,16 @@ def _mounts(attrs: Mapping[str, Any], volume_paths: Mapping[str, str]) -> tuple[
         kind = mount.get("Type") or "volume"
         # For a volume the spec's source is the volume's name (as declared), not its data directory.
         source = mount.get("Name") if kind == "volume" else mount.get("Source")
-        mounts.append(Mount(
-            kind=kind,
-            target=mount.get("Destination"),
-            source=source or None,
-            read_only=mount.get("RW") is False,
-            propagation=mount.get("Propagation") or None,
-            volume_host_path=volume_paths.get(source) if kind == "volume" and source else None,
-        ))
+        mounts.append(
+            Mount(
+                kind=kind,
+                target=mount.get("Destination"),
+                source=source or None,
+                read_only=mount.get("RW") is False,
+                propagation=mount.get("Propagation") or None,
+                volume_host_path=volume_paths.get(source) if kind == "volume" and source else None,
+            )
+        )
     # `--tmpfs`/HostConfig.Tmpfs mounts are not listed in Mounts.
     mounts.extend(Mount(kind="tmpfs", target=target) for target in (attrs["HostConfig"].get("Tmpfs") or {}))
     return tuple(mounts)
@@ -58,11 +60,13 @@ def _ports(host_config: Mapping[str, Any]) -> tuple[PortBinding, ...]:
         container_port = int(str(key).split("/", 1)[0])
         for binding in bindings or [{}]:
             host_port = (binding or {}).get("HostPort")
-            ports.append(PortBinding(
-                container_port=container_port,
-                host_ip=(binding or {}).get("HostIp") or None,
-                host_port=int(host_port) if host_port else None,
-            ))
+            ports.append(
+                PortBinding(
+                    container_port=container_port,
+                    host_ip=(binding or {}).get("HostIp") or None,
+                    host_port=int(host_port) if host_port else None,
+                )
+            )
     return tuple(ports)
 
 

@@ -115,23 +115,31 @@ def _mounts(reader: _Reader, props, volume_paths: Mapping[str, str]) -> tuple[Mo
         bind = reader.get(item, "bindOptions", {})
         if is_unknown(kind) or is_unknown(source) or is_unknown(bind):
             return UNKNOWN
-        mounts.append(Mount(
-            kind=kind, target=reader.get(item, "target"), source=source,
-            read_only=_read_only(reader, item),
-            propagation=reader.get(bind, "propagation") if isinstance(bind, Mapping) else None,
-            volume_host_path=volume_paths.get(source) if kind == "volume" and isinstance(source, str) else None,
-        ))
+        mounts.append(
+            Mount(
+                kind=kind,
+                target=reader.get(item, "target"),
+                source=source,
+                read_only=_read_only(reader, item),
+                propagation=reader.get(bind, "propagation") if isinstance(bind, Mapping) else None,
+                volume_host_path=volume_paths.get(source) if kind == "volume" and isinstance(source, str) else None,
+            )
+        )
     for item in _known_items(reader, reader.get(props, "volumes", [])):
         if item is UNKNOWN:
             return UNKNOWN
         host_path, volume = reader.get(item, "hostPath"), reader.get(item, "volumeName")
         if is_unknown(host_path) or is_unknown(volume):
             return UNKNOWN
-        mounts.append(Mount(
-            kind="bind" if host_path else "volume", target=reader.get(item, "containerPath"),
-            source=host_path or volume, read_only=_read_only(reader, item),
-            volume_host_path=volume_paths.get(volume) if volume else None,
-        ))
+        mounts.append(
+            Mount(
+                kind="bind" if host_path else "volume",
+                target=reader.get(item, "containerPath"),
+                source=host_path or volume,
+                read_only=_read_only(reader, item),
+                volume_host_path=volume_paths.get(volume) if volume else None,
+            )
+        )
     tmpfs = reader.mapping(reader.get(props, "tmpfs", {}))
     if is_unknown(tmpfs):
         return UNKNOWN
@@ -154,11 +162,13 @@ def _ports(reader: _Reader, props) -> tuple[PortBinding, ...] | Any:
         if item is UNKNOWN:
             return UNKNOWN
         external, internal = reader.get(item, "external"), reader.get(item, "internal", 0)
-        ports.append(PortBinding(
-            container_port=internal if is_unknown(internal) else int(internal),
-            host_ip=_none_if_empty(reader.get(item, "ip")),
-            host_port=int(external) if isinstance(external, (int, float)) else external,
-        ))
+        ports.append(
+            PortBinding(
+                container_port=internal if is_unknown(internal) else int(internal),
+                host_ip=_none_if_empty(reader.get(item, "ip")),
+                host_port=int(external) if isinstance(external, (int, float)) else external,
+            )
+        )
     return tuple(ports)
 
 
@@ -216,8 +226,13 @@ def _name(declared: Any, fallback: str) -> str:
     return fallback if is_unknown(declared) or not declared else str(declared)
 
 
-def container_spec(name: str, props: Mapping[str, Any], *, volume_paths: Mapping[str, str] | None = None,
-                   unknown_errors: tuple[type[BaseException], ...] = ()) -> ContainerSpec:
+def container_spec(
+    name: str,
+    props: Mapping[str, Any],
+    *,
+    volume_paths: Mapping[str, str] | None = None,
+    unknown_errors: tuple[type[BaseException], ...] = (),
+) -> ContainerSpec:
     """The spec of a `docker:index/container:Container` from its (camelCase) properties."""
     reader = _Reader(unknown_errors)
     get = lambda key, default=None: reader.get(props, key, default)  # noqa: E731
@@ -246,8 +261,9 @@ def container_spec(name: str, props: Mapping[str, Any], *, volume_paths: Mapping
         ports=_ports(reader, props),
         publish_all_ports=get("publishAllPorts", False),
         mounts=_mounts(reader, props, volume_paths or {}),
-        devices=UNKNOWN if is_unknown(devices) else tuple(
-            UNKNOWN if is_unknown(d) else reader.get(d, "hostPath") for d in devices),
+        devices=UNKNOWN
+        if is_unknown(devices)
+        else tuple(UNKNOWN if is_unknown(d) else reader.get(d, "hostPath") for d in devices),
         gpu_requested=_gpu_requested(reader, props),
         sysctls=reader.mapping(get("sysctls", {})),
         dns=_tuple_of_str(reader, get("dns", [])),
@@ -256,8 +272,9 @@ def container_spec(name: str, props: Mapping[str, Any], *, volume_paths: Mapping
         nproc_limit=_nproc(reader, props),
         log_driver=get("logDriver"),
         log_opts=reader.mapping(get("logOpts", {})),
-        healthcheck=UNKNOWN if is_unknown(healthcheck) else (
-            _tuple_of_str(reader, reader.get(healthcheck, "tests", [])) if healthcheck else None),
+        healthcheck=UNKNOWN
+        if is_unknown(healthcheck)
+        else (_tuple_of_str(reader, reader.get(healthcheck, "tests", [])) if healthcheck else None),
         restart=get("restart"),
         restart_max_retries=get("maxRetryCount"),
     )

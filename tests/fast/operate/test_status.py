@@ -7,20 +7,38 @@ Docker 20.10 with cgroup v1, ``docker logs --timestamps`` lines of the executor 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from operate.status import (ContainerStatus, EgressStatus, ExecutorJobs, Job, StackStatus, Usage, cpu_cores,
-                            cpu_limit, destinations, egress_decisions, executor_jobs, memory_bytes, parse_job, usage)
+from operate.status import (
+    ContainerStatus,
+    EgressStatus,
+    ExecutorJobs,
+    Job,
+    StackStatus,
+    Usage,
+    cpu_cores,
+    cpu_limit,
+    destinations,
+    egress_decisions,
+    executor_jobs,
+    memory_bytes,
+    parse_job,
+    usage,
+)
 from operate.status_view import NO_EGRESS, render_html, render_table
 
-STATS = {"cpu_stats": {"cpu_usage": {"total_usage": 2333650079}, "system_cpu_usage": 22588620000000, "online_cpus": 2},
-         "precpu_stats": {"cpu_usage": {"total_usage": 2332397701}, "system_cpu_usage": 22586620000000,
-                          "online_cpus": 2},
-         "memory_stats": {"usage": 54362112, "limit": 536870912,
-                          "stats": {"cache": 1044480, "total_inactive_file": 1048576, "inactive_file": 1048576}},
-         "pids_stats": {"current": 4}}
+STATS = {
+    "cpu_stats": {"cpu_usage": {"total_usage": 2333650079}, "system_cpu_usage": 22588620000000, "online_cpus": 2},
+    "precpu_stats": {"cpu_usage": {"total_usage": 2332397701}, "system_cpu_usage": 22586620000000, "online_cpus": 2},
+    "memory_stats": {
+        "usage": 54362112,
+        "limit": 536870912,
+        "stats": {"cache": 1044480, "total_inactive_file": 1048576, "inactive_file": 1048576},
+    },
+    "pids_stats": {"current": 4},
+}
 EXECUTOR_HOST_CONFIG = {"NanoCpus": 1_000_000_000, "Memory": 536870912, "CpuQuota": 0, "CpuPeriod": 0}
 
 EXECUTOR_LOG = """\
@@ -81,8 +99,14 @@ def test_a_cpu_quota_is_a_limit_too_and_no_limit_is_none():
 
 def test_the_per_job_line_is_parsed():
     job = parse_job(EXECUTOR_LOG[3])
-    assert job == Job(time=datetime(2026, 12, 1, 15, 3, 17, 494154, tzinfo=timezone.utc), language="python",
-                      start="fork", exit_code=137, duration_ms=1001.6, timed_out=True)
+    assert job == Job(
+        time=datetime(2026, 12, 1, 15, 3, 17, 494154, tzinfo=UTC),
+        language="python",
+        start="fork",
+        exit_code=137,
+        duration_ms=1001.6,
+        timed_out=True,
+    )
     assert job.failed and job.describe() == "python exit 137 (timed out)"
     assert parse_job(EXECUTOR_LOG[1]) is None
 
@@ -95,9 +119,11 @@ def test_jobs_are_counted_and_the_last_failure_kept():
 
 
 def test_service_errors_and_start_up_refusals_are_the_last_error():
-    errors = [*EXECUTOR_LOG,
-              "2026-12-01T15:09:00.000000000Z 2026-12-01 15:09:00,000 ERROR executor_service.runner: cleanup after a "
-              "job failed: x; refusing further jobs"]
+    errors = [
+        *EXECUTOR_LOG,
+        "2026-12-01T15:09:00.000000000Z 2026-12-01 15:09:00,000 ERROR executor_service.runner: cleanup after a "
+        "job failed: x; refusing further jobs",
+    ]
     assert executor_jobs(errors).last_error.message == "cleanup after a job failed: x; refusing further jobs"
     refused = ["2026-12-01T15:00:00.000000000Z executor: EXECUTOR_PROJECT_DIR /workspace is not readable by UID 20200"]
     assert executor_jobs(refused).last_error.message == "EXECUTOR_PROJECT_DIR /workspace is not readable by UID 20200"
@@ -108,22 +134,37 @@ def test_egress_decisions_are_grouped_by_destination_most_recent_first():
     assert len(records) == 4  # squid's own start-up line is not a decision
     grouped = destinations(records)
     assert [(d.name, d.requests, d.last_time) for d in grouped["allowed"]] == [
-        ("files.pythonhosted.org:443", 1, "2026-12-01T15:04:01Z"), ("pypi.org:443", 2, "2026-12-01T15:04:00Z")]
+        ("files.pythonhosted.org:443", 1, "2026-12-01T15:04:01Z"),
+        ("pypi.org:443", 2, "2026-12-01T15:04:00Z"),
+    ]
     [denied] = grouped["denied"]
     assert (denied.name, denied.last_status, denied.last_error) == (
-        "example.com:80", "403", "ERR_EGRESS_NOT_ALLOWLISTED")
+        "example.com:80",
+        "403",
+        "ERR_EGRESS_NOT_ALLOWLISTED",
+    )
 
 
 def _status(egress: EgressStatus | None) -> StackStatus:
-    taken = datetime(2026, 12, 1, 15, 10, tzinfo=timezone.utc)
+    taken = datetime(2026, 12, 1, 15, 10, tzinfo=UTC)
     containers = [
-        ContainerStatus("opencode-sandbox-ci-executor-0", "executor", "running", "healthy", 0,
-                        usage(STATS, EXECUTOR_HOST_CONFIG)),
-        ContainerStatus("opencode-sandbox-ci-executor-1", "executor", "exited (2)", "-", 5,
-                        Usage(None, 1.0, None, 536870912, None), last_line="executor: not readable"),
+        ContainerStatus(
+            "opencode-sandbox-ci-executor-0", "executor", "running", "healthy", 0, usage(STATS, EXECUTOR_HOST_CONFIG)
+        ),
+        ContainerStatus(
+            "opencode-sandbox-ci-executor-1",
+            "executor",
+            "exited (2)",
+            "-",
+            5,
+            Usage(None, 1.0, None, 536870912, None),
+            last_line="executor: not readable",
+        ),
     ]
-    executors = {"opencode-sandbox-ci-executor-0": executor_jobs(EXECUTOR_LOG),
-                 "opencode-sandbox-ci-executor-1": ExecutorJobs()}
+    executors = {
+        "opencode-sandbox-ci-executor-0": executor_jobs(EXECUTOR_LOG),
+        "opencode-sandbox-ci-executor-1": ExecutorJobs(),
+    }
     return StackStatus("ci", taken, containers, executors, egress)
 
 
@@ -138,8 +179,10 @@ def test_the_table_shows_usage_jobs_and_destinations():
     jobs = next(line for line in lines if line.startswith("executor-0 ") and "exit 137" in line)
     assert jobs.split()[1:4] == ["3", "2", "1"] and "15:03:17 python exit 137 (timed out)" in jobs
     assert any(line.split()[:3] == ["allowed", "pypi.org:443", "2"] for line in lines)
-    assert any(line.split()[:2] == ["denied", "example.com:80"] and line.endswith("403 ERR_EGRESS_NOT_ALLOWLISTED")
-               for line in lines)
+    assert any(
+        line.split()[:2] == ["denied", "example.com:80"] and line.endswith("403 ERR_EGRESS_NOT_ALLOWLISTED")
+        for line in lines
+    )
 
 
 def test_a_stack_without_egress_says_so_plainly():
@@ -147,8 +190,21 @@ def test_a_stack_without_egress_says_so_plainly():
 
 
 def test_the_html_page_escapes_what_it_shows():
-    records = egress_decisions([json.dumps({"time": "2026-12-01T15:04:01Z", "method": "GET", "host": "<b>x</b>",
-                                            "port": "80", "status": "403", "error": "-", "decision": "denied"})])
+    records = egress_decisions(
+        [
+            json.dumps(
+                {
+                    "time": "2026-12-01T15:04:01Z",
+                    "method": "GET",
+                    "host": "<b>x</b>",
+                    "port": "80",
+                    "status": "403",
+                    "error": "-",
+                    "decision": "denied",
+                }
+            )
+        ]
+    )
     page = render_html(_status(EgressStatus("opencode-sandbox-ci-egress", 1, destinations(records))))
     assert page.startswith("<!doctype html>") and "&lt;b&gt;x&lt;/b&gt;:80" in page and "<b>x</b>" not in page
     assert "python exit 137 (timed out)" in page and 'style="width:10%"' in page

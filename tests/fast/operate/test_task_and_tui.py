@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -45,10 +45,12 @@ def test_a_bad_task_setting_names_the_key_and_the_fix(tmp_path):
 
 
 def test_the_program_accepts_and_checks_the_task_settings_too(tmp_path):
-    raw = {"images": json.dumps({"base_image": "opencode-sandbox/base:bookworm"}),
-           "workspace": json.dumps({"user": {"uid": 1000, "gid": 1000}, "project_dir": str(tmp_path)}),
-           "model": json.dumps({"backend": "test-double"}),
-           "task": json.dumps({"timeout_s": 30, "max_steps": 3})}
+    raw = {
+        "images": json.dumps({"base_image": "opencode-sandbox/base:bookworm"}),
+        "workspace": json.dumps({"user": {"uid": 1000, "gid": 1000}, "project_dir": str(tmp_path)}),
+        "model": json.dumps({"backend": "test-double"}),
+        "task": json.dumps({"timeout_s": 30, "max_steps": 3}),
+    }
     assert validate_settings("ci", raw).task == TaskSettings(timeout_s=30, max_steps=3)
     raw["task"] = json.dumps({"timeout_s": -1})
     with pytest.raises(Exception, match=r"opencode-sandbox:task\.timeout_s = -1"):
@@ -74,9 +76,15 @@ def test_the_task_file_is_found_in_the_project_and_named_as_the_workspace_sees_i
     assert container_task_path("tasks/../TASK.md", tmp_path) == PurePosixPath("/workspace/TASK.md")
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("missing.md", "no task file"), ("../outside.md", "is not in the stack's project"),
-    ("/etc/hostname", "is not in the stack's project"), ("empty.md", "is empty")])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("missing.md", "no task file"),
+        ("../outside.md", "is not in the stack's project"),
+        ("/etc/hostname", "is not in the stack's project"),
+        ("empty.md", "is empty"),
+    ],
+)
 def test_a_task_file_that_cannot_run_is_refused_with_the_fix(tmp_path, name, problem):
     (tmp_path / "empty.md").write_text("")
     with pytest.raises(OperateError, match=problem):
@@ -84,21 +92,36 @@ def test_a_task_file_that_cannot_run_is_refused_with_the_fix(tmp_path, name, pro
 
 
 def test_log_names_carry_the_time_and_the_task():
-    started = datetime(2026, 12, 1, 15, 7, 50, tzinfo=timezone.utc)
+    started = datetime(2026, 12, 1, 15, 7, 50, tzinfo=UTC)
     assert log_names(PurePosixPath("/workspace/TASK.md"), started) == (
-        "logs/task-20261201T150750Z-TASK.jsonl", "logs/task-20261201T150750Z-TASK.summary.json")
+        "logs/task-20261201T150750Z-TASK.jsonl",
+        "logs/task-20261201T150750Z-TASK.summary.json",
+    )
     odd_name = PurePosixPath("/workspace/a b/fix it!.md")
     assert log_names(odd_name, started)[0] == "logs/task-20261201T150750Z-fix-it.jsonl"
 
 
 def _workspace(approval: str, password: str = "pw-not-on-any-command-line") -> StackContainer:
-    config = opencode_config_json(OpenCodeConfigArgs(model_base_url="http://model-gateway:8000/v1", model_id="m",
-                                                     executor_mcp_url="http://executor:8080/mcp",
-                                                     executor_approval=approval))
-    return StackContainer({"Name": "/opencode-sandbox-ci-workspace", "Id": "abc", "State": {"Running": True},
-                           "Config": {"Labels": {}, "User": "1000:1000",
-                                      "Env": [f"OPENCODE_CONFIG_CONTENT={config}",
-                                              f"OPENCODE_SERVER_PASSWORD={password}"]}})
+    config = opencode_config_json(
+        OpenCodeConfigArgs(
+            model_base_url="http://model-gateway:8000/v1",
+            model_id="m",
+            executor_mcp_url="http://executor:8080/mcp",
+            executor_approval=approval,
+        )
+    )
+    return StackContainer(
+        {
+            "Name": "/opencode-sandbox-ci-workspace",
+            "Id": "abc",
+            "State": {"Running": True},
+            "Config": {
+                "Labels": {},
+                "User": "1000:1000",
+                "Env": [f"OPENCODE_CONFIG_CONTENT={config}", f"OPENCODE_SERVER_PASSWORD={password}"],
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("approval", ["allow", "ask"])
@@ -119,15 +142,17 @@ def test_the_tui_command_line_holds_no_secret_and_attaches_to_the_server_in_the_
 
 def test_two_tasks_in_one_second_get_logs_of_their_own(tmp_path):
     files = OwnedFiles(tmp_path, owner=None)
-    started = datetime(2026, 12, 1, 15, 7, 50, tzinfo=timezone.utc)
+    started = datetime(2026, 12, 1, 15, 7, 50, tzinfo=UTC)
     task = PurePosixPath("/workspace/TASK.md")
     first, first_name, first_summary = files.open_new_logs(task, started)
     second, second_name, second_summary = files.open_new_logs(task, started)
     first.close()
     second.close()
     assert first_name == "logs/task-20261201T150750Z-TASK.jsonl"
-    assert (second_name, second_summary) == ("logs/task-20261201T150750Z-TASK-2.jsonl",
-                                             "logs/task-20261201T150750Z-TASK-2.summary.json")
+    assert (second_name, second_summary) == (
+        "logs/task-20261201T150750Z-TASK-2.jsonl",
+        "logs/task-20261201T150750Z-TASK-2.summary.json",
+    )
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {Path(first_name).name, Path(second_name).name}
 
 
@@ -136,7 +161,7 @@ def test_links_in_the_project_are_never_followed_into_the_host(tmp_path):
     project.mkdir()
     elsewhere.mkdir()
     (project / "logs").symlink_to(elsewhere)
-    started = datetime(2026, 12, 1, 15, 7, 50, tzinfo=timezone.utc)
+    started = datetime(2026, 12, 1, 15, 7, 50, tzinfo=UTC)
     with pytest.raises(OperateError, match="logs is not a directory"):
         OwnedFiles(project, owner=None).open_new_logs(PurePosixPath("/workspace/TASK.md"), started)
     (project / "logs").unlink()

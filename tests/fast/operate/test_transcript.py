@@ -19,23 +19,56 @@ def _event(kind: str, part: dict | None = None, **extra) -> str:
 
 
 STEP_START = _event("step_start", {"id": "prt_1", "messageID": "msg_1", "type": "step-start"})
-WRITE = _event("tool_use", {"type": "tool", "tool": "write", "callID": "call_7054b41e97cda167a5acef2b", "state": {
-    "status": "completed", "input": {"filePath": "/workspace/calc.py", "content": "def add(a, b):\n    return a + b\n"},
-    "output": "Wrote file successfully.", "title": "workspace/calc.py"}})
-REFUSED = _event("tool_use", {"type": "tool", "tool": "read", "state": {
-    "status": "error", "input": {"filePath": "/proc/self/environ"},
-    "error": "The user has specified a rule which prevents you from using this specific tool call."}})
+WRITE = _event(
+    "tool_use",
+    {
+        "type": "tool",
+        "tool": "write",
+        "callID": "call_7054b41e97cda167a5acef2b",
+        "state": {
+            "status": "completed",
+            "input": {"filePath": "/workspace/calc.py", "content": "def add(a, b):\n    return a + b\n"},
+            "output": "Wrote file successfully.",
+            "title": "workspace/calc.py",
+        },
+    },
+)
+REFUSED = _event(
+    "tool_use",
+    {
+        "type": "tool",
+        "tool": "read",
+        "state": {
+            "status": "error",
+            "input": {"filePath": "/proc/self/environ"},
+            "error": "The user has specified a rule which prevents you from using this specific tool call.",
+        },
+    },
+)
 
 
 def _finish(reason: str) -> str:
-    return _event("step_finish", {"id": "prt_2", "reason": reason, "type": "step-finish",
-                                  "tokens": {"total": 1491, "input": 1481, "output": 10}, "cost": 0})
+    return _event(
+        "step_finish",
+        {
+            "id": "prt_2",
+            "reason": reason,
+            "type": "step-finish",
+            "tokens": {"total": 1491, "input": 1481, "output": 10},
+            "cost": 0,
+        },
+    )
 
 
 ANSWER = _event("text", {"type": "text", "text": "Executor said: Wrote file successfully."})
 #: OpenCode's error event (here: the model endpoint refused the request).
-API_ERROR = _event("error", error={"name": "APIError", "data": {
-    "message": "Authorization header wrong", "statusCode": 401, "isRetryable": False}})
+API_ERROR = _event(
+    "error",
+    error={
+        "name": "APIError",
+        "data": {"message": "Authorization header wrong", "statusCode": 401, "isRetryable": False},
+    },
+)
 
 
 def progress_of(*lines: str) -> Progress:
@@ -82,16 +115,28 @@ def test_long_texts_are_clipped_in_the_summary():
     assert len(progress.last_text) == 4000 and progress.last_text.endswith("…")
 
 
-@pytest.mark.parametrize("outcome, code", [(Outcome.FINISHED, 0), (Outcome.AGENT_ERROR, 1), (Outcome.TIMEOUT, 3),
-                                           (Outcome.STEP_LIMIT, 4), (Outcome.INTERRUPTED, 130)])
+@pytest.mark.parametrize(
+    "outcome, code",
+    [
+        (Outcome.FINISHED, 0),
+        (Outcome.AGENT_ERROR, 1),
+        (Outcome.TIMEOUT, 3),
+        (Outcome.STEP_LIMIT, 4),
+        (Outcome.INTERRUPTED, 130),
+    ],
+)
 def test_every_outcome_has_its_own_exit_status(outcome, code):
     assert outcome.exit_code == code
 
 
 def test_the_summary_counts_steps_and_tool_calls_and_reads_back_in_the_terminal():
     progress = progress_of(STEP_START, WRITE, REFUSED, _finish("tool-calls"), STEP_START, ANSWER, _finish("stop"))
-    facts = {"duration_s": 3.31, "limits": {"timeout_s": 60, "max_steps": 5},
-             "transcript": "logs/task-x.jsonl", "summary": "logs/task-x.summary.json"}
+    facts = {
+        "duration_s": 3.31,
+        "limits": {"timeout_s": 60, "max_steps": 5},
+        "transcript": "logs/task-x.jsonl",
+        "summary": "logs/task-x.summary.json",
+    }
     result = summary(progress, Outcome.FINISHED, reason=None, **facts)
     assert result["outcome"] == "finished" and result["finished"] and result["exit_code"] == 0
     assert (result["steps"], result["tool_calls"], result["tool_calls_failed"]) == (2, 2, 1)

@@ -9,7 +9,7 @@ the same container.
 
 The loops over every position run in-process (the same servicer, the same marshalled
 requests: :class:`harness.analyzer_client.InProcessAnalyzer`); the sentinel's trip over
-the wire to the pack's own process is checked by the tests that take ``pack_process``.
+the wire to the pack's own process is checked by tests/host/policy/test_unknowns_over_grpc.py.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import pytest
 
 from harness.analyzer_client import UNKNOWN, PackCrash
 from harness.declared import ChangedStack
-from harness.program import CONTAINER, NETWORK, REMOTE_IMAGE, STACKS, VOLUME
+from harness.program import STACKS
+from sandbox_model.naming import CONTAINER_TYPE, NETWORK_TYPE, REMOTE_IMAGE_TYPE, VOLUME_TYPE
 
-JUDGED = (CONTAINER, NETWORK, VOLUME, REMOTE_IMAGE)
+JUDGED = (CONTAINER_TYPE, NETWORK_TYPE, VOLUME_TYPE, REMOTE_IMAGE_TYPE)
 
 
 def paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
@@ -44,6 +45,7 @@ def unknown_at(path: tuple):
         for key in parents:
             props = props[key]
         props[last] = UNKNOWN
+
     return change
 
 
@@ -63,8 +65,7 @@ def outcome(changed: ChangedStack, analyzer) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_an_unknown_part_of_a_container_hides_nothing_else_and_reports_nothing_itself(
-        analyzer, declared_stacks, stack):
+def test_an_unknown_part_of_a_container_hides_nothing_else_and_reports_nothing_itself(analyzer, declared_stacks, stack):
     declared = declared_stacks[stack]
     failures = []
     for container in declared.containers:
@@ -82,7 +83,7 @@ def test_an_unknown_part_of_a_network_volume_or_image_is_no_violation(analyzer, 
     declared = declared_stacks[stack]
     failures = []
     for resource in declared.resources:
-        if resource.type not in JUDGED or resource.type == CONTAINER:
+        if resource.type not in JUDGED or resource.type == CONTAINER_TYPE:
             continue
         for path in paths(resource.inputs):
             found = outcome(ChangedStack(declared).change(resource, unknown_at(path)), analyzer)
@@ -96,28 +97,9 @@ def test_an_unknown_network_membership_hides_no_known_stack_violation(analyzer, 
     model_network = next(n for n in declared.networks if n.name == "sandbox-networks-model").inputs["name"]
     executor = declared.container("executor")[0]
     workspace = declared.container("workspace")[0]
-    changed = (ChangedStack(declared)
-               .change(executor, lambda props: props["networksAdvanced"].append({"name": model_network}))
-               .change(workspace, unknown_at(("networksAdvanced",)), unknown_at(("labels",))))
+    changed = (
+        ChangedStack(declared)
+        .change(executor, lambda props: props["networksAdvanced"].append({"name": model_network}))
+        .change(workspace, unknown_at(("networksAdvanced",)), unknown_at(("labels",)))
+    )
     assert {d.policy for d in changed.analyze(analyzer)} == {"executor-isolated-from-model"}
-
-
-def test_a_whole_unknown_resource_is_no_violation(pack_process, declared_stacks):
-    """A resource whose every property is unknown (all computed from resources not yet created)."""
-    declared = declared_stacks["gpu"]
-    changed = ChangedStack(declared)
-    for resource in declared.resources:
-        if resource.type in JUDGED:
-            changed.change(resource, lambda props: props.update({key: UNKNOWN for key in props}))
-    assert changed.analyze(pack_process) == []
-
-
-def test_an_unknown_role_may_be_an_exempt_one(pack_process, declared_stacks):
-    """With the labels unknown, a violation that an exemption could lift waits until they are known."""
-    declared = declared_stacks["ci"]
-    workspace = declared.container("workspace")[0]
-    changed = ChangedStack(declared).change(
-        workspace, unknown_at(("labels",)), lambda props: props.__setitem__("privileged", True))
-    assert {d.policy for d in changed.analyze(pack_process)} == {"no-privileged"}
-    pack_process.configure({"no-privileged": {"exemptRoles": ["model"]}})
-    assert changed.analyze(pack_process) == []

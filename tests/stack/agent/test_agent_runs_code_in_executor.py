@@ -5,7 +5,7 @@ stack's model test double (images/model-double), whose script answers the marker
 to the executor's MCP tool (``executor_run_code``) running code that prints
 ``socket.gethostname()`` and the token, then reports the tool's result as ``Executor said: ...``.
 The printed hostname must be an executor container's, never the workspace's. Nothing here
-touches the internet. (tests/fast/agent/test_opencode_drives_double_on_host.py proves the same script
+touches the internet. (tests/host/agent/test_opencode_drives_double_on_host.py proves the same script
 with the binary on the host.)
 """
 
@@ -44,9 +44,11 @@ def test_opencode_in_the_workspace_runs_code_in_an_executor(deployed_stack):
     printed_host, printed_token = result["stdout"].split()
     assert printed_token == token, diagnostics
     assert printed_host in executor_hosts, (
-        f"the code printed hostname {printed_host!r}, which is no executor's ({executor_hosts})" + diagnostics)
+        f"the code printed hostname {printed_host!r}, which is no executor's ({executor_hosts})" + diagnostics
+    )
     assert printed_host != hostname(workspace), "the code ran in the workspace" + diagnostics
 
     reported = [text for text in run.texts() if text.startswith("Executor said:")]
     assert reported and token in reported[-1] and printed_host in reported[-1], (
-        "OpenCode did not report the executor's result" + diagnostics)
+        "OpenCode did not report the executor's result" + diagnostics
+    )

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
 CALC = "def add(a, b):\n    return a + b\n"
 #: test_where reports where it runs and tries to plant a file next to itself.
-TESTS = '''\
+TESTS = """\
 import os, pathlib, socket
 from calc import add
 
@@ -43,12 +43,13 @@ def test_where():
     except OSError as exc:
         wrote = f"WRITE=refused:{exc.errno}"
     print("WHERE", socket.gethostname(), os.getuid(), os.getcwd(), wrote)
-'''
+"""
 
 
 def _inspect(container: str, template: str) -> str:
-    return subprocess.run(["docker", "inspect", "--format", template, container],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "inspect", "--format", template, container], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -72,8 +73,10 @@ def project_case(deployed_stack):
 
 def _executor_identities(deployed_stack) -> dict[str, str]:
     """Executor hostname -> its UID (each executor has its own)."""
-    return {hostname(name): _inspect(name, "{{.Config.User}}").split(":")[0]
-            for name in deployed_stack.containers["executor"]}
+    return {
+        hostname(name): _inspect(name, "{{.Config.User}}").split(":")[0]
+        for name in deployed_stack.containers["executor"]
+    }
 
 
 def _only_tool_result(run, tool: str) -> dict:

@@ -82,8 +82,12 @@ def tool(conductor, name, arguments=None):
 
 
 def in_workspace(deployed_stack, script: str) -> str:
-    run = subprocess.run(["docker", "exec", deployed_stack.one("workspace"), "sh", "-c", script],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["docker", "exec", deployed_stack.one("workspace"), "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     return run.stdout
 
@@ -103,9 +107,12 @@ def test_an_outside_agent_lists_the_tools_and_delegates_a_task(conductor):
 
 def test_project_files_and_status_are_readable_and_nothing_outside(conductor, deployed_stack):
     name = f"conductor-{secrets.token_hex(4)}.txt"
-    in_workspace(deployed_stack, f"mkdir -p /workspace/conductor-check && echo hello-{name} > "
-                                 f"/workspace/conductor-check/{name} && ln -sfn /proc/self/environ "
-                                 "/workspace/conductor-check/environ-link && ln -sfn /etc /workspace/conductor-check/etc-link")
+    in_workspace(
+        deployed_stack,
+        f"mkdir -p /workspace/conductor-check && echo hello-{name} > "
+        f"/workspace/conductor-check/{name} && ln -sfn /proc/self/environ "
+        "/workspace/conductor-check/environ-link && ln -sfn /etc /workspace/conductor-check/etc-link",
+    )
     try:
         read = tool(conductor, "read_project_file", {"path": f"conductor-check/{name}"})
         assert read.structured_content["text"] == f"hello-{name}\n"
@@ -138,8 +145,9 @@ def test_abort_task_stops_a_running_task(conductor):
     aborted, delegated, waited = session(conductor, work)
     assert aborted.is_error is False, aborted.content
     diagnostics = f"abort: {aborted.structured_content}; delegate_task: {delegated.content}"
-    assert aborted.structured_content["aborted"] is True and aborted.structured_content["was_running"] is True, \
+    assert aborted.structured_content["aborted"] is True and aborted.structured_content["was_running"] is True, (
         diagnostics
+    )
     assert waited < 25, f"the task went on for {waited:.0f}s after abort_task; {diagnostics}"
     # The session is usable again.
     again = tool(conductor, "delegate_task", {"prompt": f"Run the executor check. MARKER=after-{secrets.token_hex(3)}"})
@@ -149,10 +157,16 @@ def test_abort_task_stops_a_running_task(conductor):
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic b3BlbmNvZGU6eA=="])
 def test_a_wrong_token_is_refused(conductor, header):
     url, _ = conductor
-    request = urllib.request.Request(url, method="POST", data=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
-                                     headers={"Content-Type": "application/json",
-                                              "Accept": "application/json, text/event-stream",
-                                              **({"Authorization": header} if header else {})})
+    request = urllib.request.Request(
+        url,
+        method="POST",
+        data=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **({"Authorization": header} if header else {}),
+        },
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30)
     assert refused.value.code == 401
@@ -162,6 +176,17 @@ def test_a_wrong_token_is_refused(conductor, header):
 def test_the_workspace_cannot_reach_the_conductors_port(deployed_stack):
     """The conductor shares the ingress network with the workspace but listens on its conductor-network alias only."""
     name = deployed_stack.one("conductor")
-    run = subprocess.run(["docker", "exec", deployed_stack.one("workspace"), "bash", "-c",
-                          f"exec 3<>/dev/tcp/{name}/8080 && echo CONNECTED"], capture_output=True, text=True, timeout=30)
+    run = subprocess.run(
+        [
+            "docker",
+            "exec",
+            deployed_stack.one("workspace"),
+            "bash",
+            "-c",
+            f"exec 3<>/dev/tcp/{name}/8080 && echo CONNECTED",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "CONNECTED" not in run.stdout and "refused" in run.stderr, (run.stdout, run.stderr)

@@ -18,10 +18,10 @@ import subprocess
 import pytest
 
 from components.egress_proxy import PAGE_NOT_ALLOWLISTED
-from components.executors import EXECUTOR_PORT
+from sandbox_model.executor_contract import PORT as EXECUTOR_PORT
 from sandbox_model.naming import docker_name
-from tests.stack.runtime import container_env
 from sandbox_model.paths import REPO_ROOT
+from tests.stack.runtime import container_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -32,8 +32,9 @@ MIB = 1 << 20
 
 
 def in_workspace(workspace: str, script: str) -> str:
-    run = subprocess.run(["docker", "exec", workspace, "sh", "-c", script], capture_output=True, text=True,
-                         timeout=COMMAND_TIMEOUT_S)
+    run = subprocess.run(
+        ["docker", "exec", workspace, "sh", "-c", script], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
+    )
     assert run.returncode == 0, f"{script}\n{run.stdout}\n{run.stderr}"
     return run.stdout
 
@@ -41,8 +42,10 @@ def in_workspace(workspace: str, script: str) -> str:
 def failing_job(workspace: str, executor: str) -> dict:
     body = json.dumps({"language": "sh", "source": f"exit {FAILING_EXIT}"})
     # "$EXECUTOR_TOKEN" is expanded inside the workspace: the token appears on no command line.
-    script = (f'curl -sS --fail --max-time 60 -H "Authorization: Bearer $EXECUTOR_TOKEN" '
-              f"-H 'content-type: application/json' -d {shlex.quote(body)} http://{executor}:{EXECUTOR_PORT}/v1/run")
+    script = (
+        f'curl -sS --fail --max-time 60 -H "Authorization: Bearer $EXECUTOR_TOKEN" '
+        f"-H 'content-type: application/json' -d {shlex.quote(body)} http://{executor}:{EXECUTOR_PORT}/v1/run"
+    )
     return json.loads(in_workspace(workspace, script))
 
 
@@ -76,8 +79,13 @@ def test_status_shows_health_usage_jobs_and_egress_decisions(deployed_stack, doc
             through_egress(workspace, "https://pypi.org/simple/")
 
     page = tmp_path / "status.html"
-    run = subprocess.run(["bash", "scripts/status", stack, "--html", str(page)], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    run = subprocess.run(
+        ["bash", "scripts/status", stack, "--html", str(page)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
     output = run.stdout
     assert run.returncode == 0, f"{output}\n{run.stderr}"
     count = len(deployed_stack.all_containers)
@@ -85,7 +93,7 @@ def test_status_shows_health_usage_jobs_and_egress_decisions(deployed_stack, doc
 
     prefix = docker_name(stack, "")
     for name in deployed_stack.all_containers:
-        short = name[len(prefix):]
+        short = name[len(prefix) :]
         cells = row(output, short)
         host_config = docker_api.api.inspect_container(name)["HostConfig"]
         assert cells[2:4] == ["running", "healthy"], cells
@@ -96,23 +104,25 @@ def test_status_shows_health_usage_jobs_and_egress_decisions(deployed_stack, doc
         assert memory and abs(limit - host_config["Memory"]) < 0.05 * host_config["Memory"], cells
 
     # The executor's name starts a row of the containers' table, then one of the executors' table.
-    jobs = [line for line in output.splitlines() if line.startswith(executor[len(prefix):] + " ")][-1]
+    jobs = [line for line in output.splitlines() if line.startswith(executor[len(prefix) :] + " ")][-1]
     cells = re.split(r"\s{2,}", jobs.strip())
     assert int(cells[1]) >= 1 and int(cells[2]) >= 1, jobs
     assert cells[4].endswith(f"sh exit {FAILING_EXIT}"), jobs
 
     if gateway:
-        denied_row = next(re.split(r"\s{2,}", line.strip()) for line in output.splitlines()
-                          if f"{denied}:80" in line)
+        denied_row = next(re.split(r"\s{2,}", line.strip()) for line in output.splitlines() if f"{denied}:80" in line)
         assert denied_row[0] == "denied" and denied_row[-1] == f"403 {PAGE_NOT_ALLOWLISTED}", denied_row
         if allowed:
-            allowed_row = next(re.split(r"\s{2,}", line.strip()) for line in output.splitlines()
-                               if line.startswith("allowed") and f"{allowed}:443" in line)
+            allowed_row = next(
+                re.split(r"\s{2,}", line.strip())
+                for line in output.splitlines()
+                if line.startswith("allowed") and f"{allowed}:443" in line
+            )
             assert int(allowed_row[2]) >= 1, allowed_row
     else:
         assert "no egress gateway in this stack" in output
 
     html = page.read_text()
     assert html.startswith("<!doctype html>") and f"sh exit {FAILING_EXIT}" in html
-    assert all(name[len(prefix):] in html for name in deployed_stack.all_containers)
+    assert all(name[len(prefix) :] in html for name in deployed_stack.all_containers)
     assert not gateway or f"{denied}:80" in html

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from sandbox_model.destinations import PROJECT_MOUNT
-from tests.support.agent_run import scripted
 from sandbox_model.paths import REPO_ROOT
+from tests.support.agent_run import scripted
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -48,8 +48,13 @@ class Project:
 
     def run(self, task: str, *options: str) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(["bash", "scripts/task", self.stack, task, *options], cwd=REPO_ROOT,
-                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+            return subprocess.run(
+                ["bash", "scripts/task", self.stack, task, *options],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"scripts/task ran longer than {COMMAND_TIMEOUT_S}s:\n{exc.stdout}\n{exc.stderr}")
 
@@ -87,10 +92,13 @@ def _tools(summary: dict) -> list[tuple[str, str]]:
 
 def test_a_task_file_makes_the_agent_write_a_file_and_test_it_in_an_executor(project):
     written = f"{project.case}/test_written.py"
-    steps = [scripted("write", {"filePath": f"{PROJECT_MOUNT}/{written}", "content": WRITTEN_TESTS}),
-             scripted("executor_run_tests", {"arguments": f"-q {written}"})]
-    task = project.write_task(f"{project.case}-task.md", "# Write the test file, then run it\n\n"
-                              + "\n\n".join(steps) + "\n")
+    steps = [
+        scripted("write", {"filePath": f"{PROJECT_MOUNT}/{written}", "content": WRITTEN_TESTS}),
+        scripted("executor_run_tests", {"arguments": f"-q {written}"}),
+    ]
+    task = project.write_task(
+        f"{project.case}-task.md", "# Write the test file, then run it\n\n" + "\n\n".join(steps) + "\n"
+    )
     run = project.run(task)
     diagnostics = f"\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     assert run.returncode == 0, diagnostics
@@ -111,8 +119,10 @@ def test_a_task_file_makes_the_agent_write_a_file_and_test_it_in_an_executor(pro
 
 
 def test_the_step_limit_stops_the_agent(project):
-    task = project.write_task(f"{project.case}-steps.md", scripted(
-        "write", {"filePath": f"{PROJECT_MOUNT}/{project.case}/limited.txt", "content": "x\n"}))
+    task = project.write_task(
+        f"{project.case}-steps.md",
+        scripted("write", {"filePath": f"{PROJECT_MOUNT}/{project.case}/limited.txt", "content": "x\n"}),
+    )
     run = project.run(task, "--max-steps", "1")
     assert run.returncode == 4, f"{run.stdout}\n{run.stderr}"
     _, summary, _ = project.logs(task)
@@ -121,14 +131,17 @@ def test_the_step_limit_stops_the_agent(project):
 
 
 def test_the_wall_clock_limit_stops_the_agent_and_leaves_nothing_running(project):
-    task = project.write_task(f"{project.case}-slow.md", scripted(
-        "executor_run_code", {"language": "python", "source": "import time; time.sleep(30)", "timeout_s": 40}))
+    task = project.write_task(
+        f"{project.case}-slow.md",
+        scripted("executor_run_code", {"language": "python", "source": "import time; time.sleep(30)", "timeout_s": 40}),
+    )
     run = project.run(task, "--timeout-s", "3")
     assert run.returncode == 3, f"{run.stdout}\n{run.stderr}"
     _, summary, _ = project.logs(task)
     assert (summary["outcome"], summary["finished"], summary["limits"]["timeout_s"]) == ("timeout", False, 3)
-    processes = subprocess.run(["docker", "exec", project.workspace, "ps", "-eo", "args"],
-                               capture_output=True, text=True, check=True).stdout
+    processes = subprocess.run(
+        ["docker", "exec", project.workspace, "ps", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
     assert "opencode run" not in processes, processes
 
 

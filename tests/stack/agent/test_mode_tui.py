@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agent_run import hostname
 from sandbox_model.paths import REPO_ROOT
+from tests.support.agent_run import hostname
 
 pytestmark = [pytest.mark.docker, pytest.mark.pulumi]
 
@@ -71,22 +71,25 @@ class Terminal:
 
 
 def model_id(workspace: str) -> str:
-    env = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}", workspace],
-                         capture_output=True, text=True, check=True).stdout
+    env = subprocess.run(
+        ["docker", "inspect", "--format", "{{json .Config.Env}}", workspace], capture_output=True, text=True, check=True
+    ).stdout
     config = next(e.partition("=")[2] for e in json.loads(env) if e.startswith("OPENCODE_CONFIG_CONTENT="))
     return json.loads(config)["model"].partition("/")[2]
 
 
 def web_password(workspace: str) -> str:
-    env = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}", workspace],
-                         capture_output=True, text=True, check=True).stdout
+    env = subprocess.run(
+        ["docker", "inspect", "--format", "{{json .Config.Env}}", workspace], capture_output=True, text=True, check=True
+    ).stdout
     return next(e.partition("=")[2] for e in json.loads(env) if e.startswith("OPENCODE_SERVER_PASSWORD="))
 
 
 def tuis_in(workspace: str) -> list[str]:
     """The TUI processes in the workspace (OpenCode's binary running ``attach``)."""
-    processes = subprocess.run(["docker", "exec", workspace, "ps", "-eo", "args"], capture_output=True, text=True,
-                               check=True).stdout.splitlines()
+    processes = subprocess.run(
+        ["docker", "exec", workspace, "ps", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     commands = [p.split() for p in processes]
     return [" ".join(c) for c in commands if c[:1] and c[0].endswith("/opencode") and c[1:2] == ["attach"]]
 
@@ -130,8 +133,9 @@ def test_the_tui_shows_the_agent_and_a_typed_prompt_gets_the_doubles_answer(depl
         token = f"tui-{secrets.token_hex(6)}"
         terminal.type(f"Run the executor check. MARKER={token}")
         terminal.key("Enter")
-        screen = terminal.wait_for("the double's answer", lambda s: "Executor said:" in s
-                                   and re.search(rf'"stdout": "\S+ {token}', s))
+        screen = terminal.wait_for(
+            "the double's answer", lambda s: "Executor said:" in s and re.search(rf'"stdout": "\S+ {token}', s)
+        )
         printed_host = re.search(rf'"stdout": "(\S+) {token}', screen).group(1)
         executors = {hostname(name) for name in deployed_stack.containers["executor"]}
         assert printed_host in executors, f"the code ran on {printed_host!r}, no executor ({executors}):\n{screen}"

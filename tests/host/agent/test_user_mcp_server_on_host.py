@@ -12,9 +12,13 @@ import sys
 import threading
 from pathlib import Path
 
-
-from components.opencode_config import (LOCKDOWN_ENV, MCP_SECRET_ENV_PREFIX, McpServerConfig, OpenCodeConfigArgs,
-                                        opencode_config_json)
+from components.opencode_config import (
+    LOCKDOWN_ENV,
+    MCP_SECRET_ENV_PREFIX,
+    McpServerConfig,
+    OpenCodeConfigArgs,
+    opencode_config_json,
+)
 from tests.support.mcp_double import SOURCE
 
 UNRESOLVABLE = "user-mcp.invalid"
@@ -81,25 +85,50 @@ def test_opencode_reaches_a_declared_server_through_the_proxy_with_the_header_se
     port = socket.create_server(("127.0.0.1", 0))
     number = port.getsockname()[1]
     port.close()
-    double = subprocess.Popen([sys.executable, "-c", SOURCE], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env={"MCP_DOUBLE_TOKEN": token, "MCP_DOUBLE_MARKER": marker,
-                                   "MCP_DOUBLE_PORTS": str(number), "PATH": "/usr/bin:/bin"})
+    double = subprocess.Popen(
+        [sys.executable, "-c", SOURCE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={
+            "MCP_DOUBLE_TOKEN": token,
+            "MCP_DOUBLE_MARKER": marker,
+            "MCP_DOUBLE_PORTS": str(number),
+            "PATH": "/usr/bin:/bin",
+        },
+    )
     proxy = ForwardProxy()
     try:
         assert double.stdout.readline().strip() == b"ready"
-        config = opencode_config_json(OpenCodeConfigArgs(
-            model_base_url="http://127.0.0.1:9/v1", model_id="m", executor_mcp_url="http://127.0.0.1:9/mcp",
-            mcp_servers={"mine": McpServerConfig(url=f"http://{UNRESOLVABLE}:{number}/mcp",
-                                                 headers={"Authorization": "Bearer {secret:mine_token}"})}))
+        config = opencode_config_json(
+            OpenCodeConfigArgs(
+                model_base_url="http://127.0.0.1:9/v1",
+                model_id="m",
+                executor_mcp_url="http://127.0.0.1:9/mcp",
+                mcp_servers={
+                    "mine": McpServerConfig(
+                        url=f"http://{UNRESOLVABLE}:{number}/mcp",
+                        headers={"Authorization": "Bearer {secret:mine_token}"},
+                    )
+                },
+            )
+        )
         assert token not in config
         home = tmp_path / "home"
         home.mkdir()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "OPENCODE_CONFIG_CONTENT": config,
-               "EXECUTOR_TOKEN": "unused", f"{MCP_SECRET_ENV_PREFIX}MINE_TOKEN": token, **LOCKDOWN_ENV,
-               **{key: proxy.url for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
-               "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-        result = subprocess.run([str(binary), "mcp", "list"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                                timeout=120)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "OPENCODE_CONFIG_CONTENT": config,
+            "EXECUTOR_TOKEN": "unused",
+            f"{MCP_SECRET_ENV_PREFIX}MINE_TOKEN": token,
+            **LOCKDOWN_ENV,
+            **{key: proxy.url for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+        result = subprocess.run(
+            [str(binary), "mcp", "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         output = result.stdout + result.stderr
         mine = [line for line in output.splitlines() if " mine" in line]
         assert mine and "connected" in mine[0] and "failed" not in mine[0], output

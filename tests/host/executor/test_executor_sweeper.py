@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from executor_service.sweeper import (
     CleanupFailed,
     InitSweeper,
@@ -129,8 +130,12 @@ def test_the_process_table_tells_dumpable_processes_from_non_dumpable_ones():
     me = os.geteuid()
     plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     hidden = subprocess.Popen(
-        [sys.executable, "-c", "import ctypes, sys, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print(); "
-         "sys.stdout.flush(); time.sleep(30)"],
+        [
+            sys.executable,
+            "-c",
+            "import ctypes, sys, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); print(); "
+            "sys.stdout.flush(); time.sleep(30)",
+        ],
         stdout=subprocess.PIPE,
     )
     try:

@@ -52,23 +52,43 @@ def test_opencode_gets_its_answer_streamed_through_the_gateway_with_no_key_of_it
     home, project = tmp_path / "home", tmp_path / "project"
     home.mkdir()
     project.mkdir()
-    config = opencode_config(OpenCodeConfigArgs(
-        model_base_url=gateway.base_url, model_id=DOUBLE_MODEL,
-        # No executor here: an MCP server that cannot connect is dropped, and this turn needs none.
-        executor_mcp_url=f"http://127.0.0.1:{closed_port()}/mcp"))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-           "EXECUTOR_TOKEN": "unused", "OPENCODE_CONFIG_CONTENT": json.dumps(config), **LOCKDOWN_ENV}
+    config = opencode_config(
+        OpenCodeConfigArgs(
+            model_base_url=gateway.base_url,
+            model_id=DOUBLE_MODEL,
+            # No executor here: an MCP server that cannot connect is dropped, and this turn needs none.
+            executor_mcp_url=f"http://127.0.0.1:{closed_port()}/mcp",
+        )
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "EXECUTOR_TOKEN": "unused",
+        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
+        **LOCKDOWN_ENV,
+    }
     try:
-        run = subprocess.run([str(opencode), "run", "--format", "json", "Say something."], cwd=project, env=env,
-                             capture_output=True, text=True, timeout=OPENCODE_TIMEOUT_S)
+        run = subprocess.run(
+            [str(opencode), "run", "--format", "json", "Say something."],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=OPENCODE_TIMEOUT_S,
+        )
     finally:
         gateway.stop()
         double.stop()
     double_log = double.requests()
     chats = [r for r in double_log if r["path"] == "/v1/chat/completions"]
-    diagnostics = (f"\nexit {run.returncode}\ngateway: {gateway.requests()}\ndouble: {double_log}"
-                   f"\nstdout: {run.stdout[-2000:]}\nstderr: {run.stderr[-2000:]}")
-    assert key not in json.dumps(env) and config["provider"]["sandbox"]["options"]["apiKey"] == MODEL_API_KEY_PLACEHOLDER
+    diagnostics = (
+        f"\nexit {run.returncode}\ngateway: {gateway.requests()}\ndouble: {double_log}"
+        f"\nstdout: {run.stdout[-2000:]}\nstderr: {run.stderr[-2000:]}"
+    )
+    assert (
+        key not in json.dumps(env) and config["provider"]["sandbox"]["options"]["apiKey"] == MODEL_API_KEY_PLACEHOLDER
+    )
     assert chats and all(r["status"] == 200 for r in chats), "the double refused a request (401: no key)" + diagnostics
     assert any(r.get("stream") for r in chats), "OpenCode never streamed" + diagnostics
     forwarded = [r for r in gateway.requests() if r["path"] == "/v1/chat/completions"]

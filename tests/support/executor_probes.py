@@ -4,7 +4,7 @@ Plain data: importable without the executor's package on the path.
 """
 
 #: A job's whole view of itself, taken before it imports anything.
-PROBE = r'''
+PROBE = r"""
 _globals = sorted(globals())
 import sys
 _modules = sorted(sys.modules)
@@ -43,7 +43,7 @@ print(json.dumps({
     "depth": depth(), "recursion_limit": sys.getrecursionlimit(),
     "listing": sorted(os.listdir(".")), "user_site": os.path.exists(sys.modules["site"].USER_SITE),
 }))
-'''
+"""
 
 #: Endings and failures whose result (exit code, output, flags) must not depend on how the job started.
 CASES = {
@@ -95,7 +95,9 @@ def syscall(number, *args):
 
 #: A job that tries everything a process of the same UID could do to its parent, the fork server (a forked job's
 #: parent); prints what each attempt gave ("allowed" or the errno's name) and the parent's PID ("server").
-ATTACK_THE_FORK_SERVER = ATTEMPTS + r"""
+ATTACK_THE_FORK_SERVER = (
+    ATTEMPTS
+    + r"""
 import json, os, resource, signal
 server = os.getppid()
 PTRACE = {"x86_64": 101, "aarch64": 117}[os.uname().machine]
@@ -134,6 +136,7 @@ for fd in os.listdir(f"/proc/{server}/fd"):
 report["server"] = server
 print(json.dumps(report))
 """
+)
 
 
 def expected_attack_outcome(report: dict, as_root: bool) -> dict:
@@ -141,8 +144,11 @@ def expected_attack_outcome(report: dict, as_root: bool) -> dict:
     (Landlock's scope and ptrace rule, job-launch's seccomp filter), EACCES for files of /proc, and only
     reading its limits. As root (these unit tests on a host), Landlock lets ptrace-mode reads of an
     enclosing domain's process through; the executors' UIDs are never 0."""
-    expected = {name: "EACCES" if name in ("mem", "environ", "maps") or "_fd_" in name else "EPERM"
-                for name in report if name != "server"}
+    expected = {
+        name: "EACCES" if name in ("mem", "environ", "maps") or "_fd_" in name else "EPERM"
+        for name in report
+        if name != "server"
+    }
     expected["reading_its_limits"] = "allowed"
     if as_root:
         expected.update(environ="allowed", maps="allowed")

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_model.paths import IMAGES_DIR
-
-
 from executor_service.__main__ import UnsignalledServer
 from executor_service.http_app import create_app
 from executor_service.isolation import IsolationMode
 from executor_service.runner import JobRunner
 from executor_service.settings import Settings, load_settings
+from sandbox_model.paths import IMAGES_DIR
 
 TOKEN = "unit-test-token-0123456789abcdef"
 #: What the service is given instead of the token (EXECUTOR_TOKEN_SHA256).
@@ -45,13 +43,20 @@ def build_launcher(directory: Path) -> Path:
     flags = ["-O2", "-Wall", "-Wextra", "-Werror"]
     subprocess.run([compiler, *flags, "-o", str(binary), str(LAUNCHER_SOURCE)], check=True, capture_output=True)
     job_python = shutil.which("python3", path=JOB_PATH)
-    include = subprocess.run([job_python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    include = subprocess.run(
+        [job_python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not (Path(include) / "Python.h").is_file():
         pytest.fail(f"the jobs' Python ({job_python}) has no headers in {include}: install its -dev package")
     module = directory / MODULE_NAME
-    subprocess.run([compiler, *flags, "-shared", "-fPIC", f"-I{include}", "-o", str(module), str(ZYGOTE_SOURCE)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [compiler, *flags, "-shared", "-fPIC", f"-I{include}", "-o", str(module), str(ZYGOTE_SOURCE)],
+        check=True,
+        capture_output=True,
+    )
     return binary
 
 
@@ -82,9 +87,7 @@ def work_root(tmp_path) -> Path:
 def runner(request, work_root, job_launcher) -> JobRunner:
     """Every runner test three times: Python jobs forked by the fork server, handed to an interpreter
     pre-started after the last sweep (warm), and started cold."""
-    settings = make_settings(
-        work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096", EXECUTOR_PRESTART=request.param
-    )
+    settings = make_settings(work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096", EXECUTOR_PRESTART=request.param)
     runner = JobRunner(settings, IsolationMode.DEVELOPMENT)
     runner.prepare()
     yield runner

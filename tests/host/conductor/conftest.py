@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 TOKEN = "conductor-unit-token-0123456789abcdef"
 PASSWORD = "web-password-unit-0123456789"
 
@@ -32,6 +31,7 @@ class FakeOpenCode:
     def handle(self, method: str, path: str, body: dict | None, auth: str):
         self.requests.append((method, path, body, auth))
         import base64
+
         if auth != "Basic " + base64.b64encode(f"opencode:{PASSWORD}".encode()).decode():
             return 401, {"error": "unauthorized"}
         if (method, path) == ("GET", "/session"):
@@ -49,12 +49,19 @@ class FakeOpenCode:
                 return 200, {"info": {"error": {"name": "MessageAbortedError"}}, "parts": []}
             user = f"msg_user_{len(self.requests)}"
             # Two steps, as OpenCode records them: the tool call, then the answer (which the POST returns).
-            self.messages.extend([
-                {"info": {"role": "user", "id": user}, "parts": [{"type": "text", "text": prompt}]},
-                {"info": {"role": "assistant", "parentID": user},
-                 "parts": [{"type": "step-start"}, {"type": "tool", "tool": "executor_run_code"}]},
-                {"info": {"role": "assistant", "parentID": user, "finish": "stop"},
-                 "parts": [{"type": "text", "text": f"Executor said: {prompt}"}]}])
+            self.messages.extend(
+                [
+                    {"info": {"role": "user", "id": user}, "parts": [{"type": "text", "text": prompt}]},
+                    {
+                        "info": {"role": "assistant", "parentID": user},
+                        "parts": [{"type": "step-start"}, {"type": "tool", "tool": "executor_run_code"}],
+                    },
+                    {
+                        "info": {"role": "assistant", "parentID": user, "finish": "stop"},
+                        "parts": [{"type": "text", "text": f"Executor said: {prompt}"}],
+                    },
+                ]
+            )
             return 200, self.messages[-1]
         if method == "GET" and path.endswith("/message"):
             return 200, self.messages
@@ -119,9 +126,15 @@ def live_conductor(fake_opencode, project):
     from conductor_service.app import create_app
     from conductor_service.settings import load_settings
 
-    settings = load_settings({"CONDUCTOR_TOKEN_SHA256": hashlib.sha256(TOKEN.encode()).hexdigest(),
-                              "CONDUCTOR_OPENCODE_URL": fake_opencode.url, "CONDUCTOR_OPENCODE_PASSWORD": PASSWORD,
-                              "CONDUCTOR_PROJECT_DIR": str(project), "CONDUCTOR_TASK_TIMEOUT_S": "30"})
+    settings = load_settings(
+        {
+            "CONDUCTOR_TOKEN_SHA256": hashlib.sha256(TOKEN.encode()).hexdigest(),
+            "CONDUCTOR_OPENCODE_URL": fake_opencode.url,
+            "CONDUCTOR_OPENCODE_PASSWORD": PASSWORD,
+            "CONDUCTOR_PROJECT_DIR": str(project),
+            "CONDUCTOR_TASK_TIMEOUT_S": "30",
+        }
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from executor_service import isolation
 from executor_service.isolation import SI_KERNEL, SI_USER, IsolationMode, accepts_stop_signal
 
@@ -53,6 +54,7 @@ def test_in_a_container_only_signals_from_outside_stop_the_service(si_pid, si_co
 
 def test_uvicorn_installs_no_signal_handlers():
     import uvicorn
+
     from executor_service.__main__ import UnsignalledServer
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -116,8 +118,9 @@ def test_the_service_will_not_start_without_the_token_digest():
 
 
 def test_the_service_will_not_start_with_the_token_itself_in_its_environment(tmp_path):
-    finished = _start_main({"EXECUTOR_TOKEN_SHA256": TOKEN_SHA256, "EXECUTOR_TOKEN": TOKEN,
-                            "EXECUTOR_WORK_ROOT": str(tmp_path)})
+    finished = _start_main(
+        {"EXECUTOR_TOKEN_SHA256": TOKEN_SHA256, "EXECUTOR_TOKEN": TOKEN, "EXECUTOR_WORK_ROOT": str(tmp_path)}
+    )
     assert finished.returncode == 2
     assert "EXECUTOR_TOKEN must not be in an executor's environment" in finished.stderr
     assert TOKEN not in finished.stderr

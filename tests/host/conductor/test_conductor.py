@@ -47,11 +47,17 @@ def test_the_tools_are_listed(live_conductor):
     assert {t.name for t in tools} == TOOLS
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer ",
-                                    f"Bearer {hashlib.sha256(TOKEN.encode()).hexdigest()}"])
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer ", f"Bearer {hashlib.sha256(TOKEN.encode()).hexdigest()}"],
+)
 def test_a_wrong_or_missing_token_gets_401(live_conductor, header):
-    request = urllib.request.Request(f"{live_conductor.url}/mcp", method="POST", data=b"{}",
-                                     headers={"Content-Type": "application/json", **({"Authorization": header} if header else {})})
+    request = urllib.request.Request(
+        f"{live_conductor.url}/mcp",
+        method="POST",
+        data=b"{}",
+        headers={"Content-Type": "application/json", **({"Authorization": header} if header else {})},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10)
     assert refused.value.code == 401
@@ -60,7 +66,7 @@ def test_a_wrong_or_missing_token_gets_401(live_conductor, header):
 
 def test_the_sdk_client_with_a_wrong_token_is_refused(live_conductor):
     # The SDK reports the 401 as a generic error response (the raw status: the test above).
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - the SDK raises no narrower type for a 401
         call(live_conductor, lambda client: client.list_tools(), token="wrong")
 
 
@@ -78,8 +84,10 @@ def test_delegate_task_reuses_one_session_and_returns_the_answer(live_conductor,
     assert second.structured_content["session_id"] == first.structured_content["session_id"] == "ses_1"
     assert [s["title"] for s in fake_opencode.sessions] == ["conductor"]
     messages = [r for r in fake_opencode.requests if r[0] == "POST" and r[1].endswith("/message")]
-    assert [m[2]["parts"] for m in messages] == [[{"type": "text", "text": "MARKER=one"}],
-                                                 [{"type": "text", "text": "MARKER=two"}]]
+    assert [m[2]["parts"] for m in messages] == [
+        [{"type": "text", "text": "MARKER=one"}],
+        [{"type": "text", "text": "MARKER=two"}],
+    ]
 
 
 def test_an_earlier_conductor_session_is_found_again(live_conductor, fake_opencode):
@@ -107,8 +115,15 @@ def test_read_project_file_reads_inside_and_refuses_outside(live_conductor):
     inside = tool(live_conductor, "read_project_file", {"path": "src/app.py"})
     assert inside.structured_content["text"] == "print('hello')\n"
     assert tool(live_conductor, "read_project_file", {"path": "link-in"}).structured_content["text"] == "# demo\n"
-    for bad in ("../outside.txt", "/etc/passwd", "link-out", "dir-out/outside.txt", "src/../../outside.txt",
-                "missing.txt", "src"):
+    for bad in (
+        "../outside.txt",
+        "/etc/passwd",
+        "link-out",
+        "dir-out/outside.txt",
+        "src/../../outside.txt",
+        "missing.txt",
+        "src",
+    ):
         refused = tool(live_conductor, "read_project_file", {"path": bad})
         assert refused.is_error is True, bad
         assert "secret outside" not in refused.content[0].text
@@ -148,10 +163,16 @@ def test_the_fake_rejects_a_wrong_password_so_the_conductor_sends_the_right_one(
 def test_settings_are_checked():
     from conductor_service.settings import ConfigError, load_settings
 
-    good = {"CONDUCTOR_TOKEN_SHA256": "a" * 64, "CONDUCTOR_OPENCODE_URL": "http://workspace-web:4096",
-            "CONDUCTOR_OPENCODE_PASSWORD": "pw"}
+    good = {
+        "CONDUCTOR_TOKEN_SHA256": "a" * 64,
+        "CONDUCTOR_OPENCODE_URL": "http://workspace-web:4096",
+        "CONDUCTOR_OPENCODE_PASSWORD": "pw",
+    }
     assert load_settings(good).opencode_url == "http://workspace-web:4096"
-    for key, value in (("CONDUCTOR_TOKEN_SHA256", "plain-token"), ("CONDUCTOR_OPENCODE_URL", "file:///etc"),
-                       ("CONDUCTOR_OPENCODE_PASSWORD", "")):
+    for key, value in (
+        ("CONDUCTOR_TOKEN_SHA256", "plain-token"),
+        ("CONDUCTOR_OPENCODE_URL", "file:///etc"),
+        ("CONDUCTOR_OPENCODE_PASSWORD", ""),
+    ):
         with pytest.raises(ConfigError, match=key):
             load_settings({**good, key: value})

@@ -14,19 +14,22 @@ import os
 import signal
 
 import pytest
+
 from executor_service.isolation import IsolationMode
 from executor_service.runner import FORK_LANDLOCK_ABI, JobRunner, landlock_abi
+from tests.support.executor_probes import ATTACK_THE_FORK_SERVER, CASES, PROBE, expected_attack_outcome
 
 from .conftest import make_settings
-from .probes import ATTACK_THE_FORK_SERVER, CASES, PROBE, expected_attack_outcome
 from .test_executor_runner import run, spec
 
 #: EXECUTOR_PRESTART -> how its Python jobs start (JobRunner.last_start).
 WARM_STARTS = {"fork": "fork", "python": "warm"}
 
+
 def make_runner(work_root, job_launcher, prestart: str, **settings: str) -> JobRunner:
-    settings = make_settings(work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096", EXECUTOR_PRESTART=prestart,
-                             **settings)
+    settings = make_settings(
+        work_root, job_launcher, EXECUTOR_MAX_OUTPUT_BYTES="4096", EXECUTOR_PRESTART=prestart, **settings
+    )
     runner = JobRunner(settings, IsolationMode.DEVELOPMENT)
     runner.prepare()
     return runner
@@ -117,8 +120,13 @@ def test_expected_endings_hold_for_warm_jobs(warm_and_cold):
     """Not only equal to a cold start: right (so that both being wrong the same way fails too)."""
     warm = warm_and_cold[0]
     expect = {
-        "exit_3": (3, False), "keyboard_interrupt": (130, False), "sigterm": (143, False), "syntax_error": (1, False),
-        "cpu_deadline": (137, True), "sleep_deadline": (137, True), "traceback": (1, False),
+        "exit_3": (3, False),
+        "keyboard_interrupt": (130, False),
+        "sigterm": (143, False),
+        "syntax_error": (1, False),
+        "cpu_deadline": (137, True),
+        "sleep_deadline": (137, True),
+        "traceback": (1, False),
     }
     for case, (code, timed_out) in expect.items():
         source, options = CASES[case]
@@ -126,7 +134,9 @@ def test_expected_endings_hold_for_warm_jobs(warm_and_cold):
         assert warm.last_start == WARM_STARTS[warm.python_start]
         assert (result.exit_code, result.timed_out) == (code, timed_out), (case, result)
     result = run(warm, spec("python", CASES["traceback"][0]))
-    assert result.stderr.startswith('Traceback (most recent call last):\n  File "') and "main.py\", line 3" in result.stderr
+    assert (
+        result.stderr.startswith('Traceback (most recent call last):\n  File "') and 'main.py", line 3' in result.stderr
+    )
     assert result.stderr.count("File ") == 2  # <module> and f: no frame of the hand-over above the job's
     result = run(warm, spec("python", CASES["keyboard_interrupt"][0]))
     assert result.stdout == "at exit\n"
@@ -190,6 +200,7 @@ def test_a_warm_start_that_fails_is_replaced_by_a_cold_start(warm_and_cold, how,
 
 # ---- the fork server's own ---------------------------------------------------------------------------
 
+
 def test_a_forked_job_can_neither_signal_trace_limit_nor_renice_the_fork_server(forking):
     forking._join_creator()
     server = forking._zygote
@@ -210,12 +221,14 @@ def test_a_forked_job_can_neither_signal_trace_limit_nor_renice_the_fork_server(
 def test_each_forked_job_gets_its_own_randomness(forking):
     """What a job seeds when it runs (random, secrets, uuid, tempfile, os.urandom) is its own; the str hash
     secret, made at interpreter start, is shared by the jobs of one fork server (see the README)."""
-    source = ("import os, random, secrets, tempfile, uuid\n"
-              "print(random.random(), secrets.token_hex(8), uuid.uuid4(), os.urandom(8).hex(),\n"
-              "      next(tempfile._get_candidate_names()), hash('same text'))\n")
+    source = (
+        "import os, random, secrets, tempfile, uuid\n"
+        "print(random.random(), secrets.token_hex(8), uuid.uuid4(), os.urandom(8).hex(),\n"
+        "      next(tempfile._get_candidate_names()), hash('same text'))\n"
+    )
     views = [run(forking, spec("python", source)).stdout.split() for _ in range(2)]
     assert forking.last_start == "fork"
-    for first, second in zip(*(view[:5] for view in views)):
+    for first, second in zip(*(view[:5] for view in views), strict=True):
         assert first != second, views
     assert views[0][5] == views[1][5]  # one fork server's jobs
 
@@ -263,8 +276,9 @@ def test_the_sweep_never_spares_a_pid_the_fork_server_no_longer_has(forking):
 
 
 @pytest.mark.parametrize("lacking", ["signal scoping", "the module"])
-def test_without_what_the_fork_server_needs_python_jobs_are_pre_started_instead(tmp_path, job_launcher, monkeypatch,
-                                                                               caplog, lacking):
+def test_without_what_the_fork_server_needs_python_jobs_are_pre_started_instead(
+    tmp_path, job_launcher, monkeypatch, caplog, lacking
+):
     import shutil
 
     from executor_service import runner as runner_module

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from .probes import ATTEMPTS
+from tests.support.executor_probes import ATTEMPTS
 
 
 def launch(launcher, *args: str, blocked: bool = False) -> subprocess.CompletedProcess:
@@ -98,8 +98,9 @@ def test_the_job_may_write_beneath_its_writable_paths_only(job_launcher, tmp_pat
         "echo x > /dev/null && echo wrote-dev-null\n"
         "echo to-stdout > /dev/stdout\n"  # a pipe, reached through /proc/self/fd: allowed
     )
-    done = launch(job_launcher, "33", "7", "512", "0", "-w", str(allowed), "-w", "/dev/null", "--",
-                  "/bin/sh", "-c", script)
+    done = launch(
+        job_launcher, "33", "7", "512", "0", "-w", str(allowed), "-w", "/dev/null", "--", "/bin/sh", "-c", script
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["wrote-allowed", "refused-outside", "wrote-dev-null", "to-stdout"]
     assert not (tmp_path / "outside").exists()
@@ -126,16 +127,26 @@ def test_the_job_cannot_lower_its_oom_score_or_write_any_process_memory(job_laun
         "        print('refused')\n"
         "child.kill()\n"
     )
-    done = launch(job_launcher, "33", "7", "512", "0", "-w", str(tmp_path), "--", "/usr/bin/env", "python3", "-c",
-                  probe)
+    done = launch(
+        job_launcher, "33", "7", "512", "0", "-w", str(tmp_path), "--", "/usr/bin/env", "python3", "-c", probe
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["refused -1000", "refused 0", "refused 999", "1000",
-                                        "refused", "refused", "refused"]
+    assert done.stdout.splitlines() == [
+        "refused -1000",
+        "refused 0",
+        "refused 999",
+        "1000",
+        "refused",
+        "refused",
+        "refused",
+    ]
 
 
 #: What a job may and may not do to other processes of its UID: each call against its parent (here the test
 #: process, in a container the service or the fork server) and against itself.
-ACTING_ON_OTHERS = ATTEMPTS + r"""
+ACTING_ON_OTHERS = (
+    ATTEMPTS
+    + r"""
 import json, os, resource, signal
 NR = {"x86_64": {"clone": 56, "clone3": 435, "ioprio_set": 251, "sched_setattr": 314, "getpid": 39},
       "aarch64": {"clone": 220, "clone3": 435, "ioprio_set": 30, "sched_setattr": 274, "getpid": 172}}[os.uname().machine]
@@ -170,6 +181,7 @@ print(json.dumps({
     "signal_self": attempt(lambda: os.kill(me, 0)),
 }))
 """
+)
 
 
 def test_the_job_can_change_no_other_process_of_its_uid(job_launcher, tmp_path):
@@ -179,13 +191,37 @@ def test_the_job_can_change_no_other_process_of_its_uid(job_launcher, tmp_path):
 
     from executor_service.runner import FORK_LANDLOCK_ABI, landlock_abi
 
-    done = launch(job_launcher, "33", "7", "512", "0", "-w", str(tmp_path), "--", "/usr/bin/env", "python3", "-c",
-                  ACTING_ON_OTHERS)
+    done = launch(
+        job_launcher,
+        "33",
+        "7",
+        "512",
+        "0",
+        "-w",
+        str(tmp_path),
+        "--",
+        "/usr/bin/env",
+        "python3",
+        "-c",
+        ACTING_ON_OTHERS,
+    )
     assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout)
-    refused = ["prlimit_other", "prlimit_own_pid", "setpriority_other", "setpriority_user", "setpriority_group",
-               "affinity_other", "scheduler_other", "param_other", "sched_setattr_other", "ioprio_other",
-               "ioprio_user", "clone_parent", "x32"]
+    refused = [
+        "prlimit_other",
+        "prlimit_own_pid",
+        "setpriority_other",
+        "setpriority_user",
+        "setpriority_group",
+        "affinity_other",
+        "scheduler_other",
+        "param_other",
+        "sched_setattr_other",
+        "ioprio_other",
+        "ioprio_user",
+        "clone_parent",
+        "x32",
+    ]
     assert {name: outcome[name] for name in refused} == dict.fromkeys(refused, "EPERM"), outcome
     allowed = ["prlimit_read_other", "setrlimit", "nice", "affinity_self", "fork", "signal_self"]
     assert {name: outcome[name] for name in allowed} == dict.fromkeys(allowed, "allowed"), outcome

@@ -9,14 +9,22 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from executor_service.jobs import LANGUAGES, JobSpec
 from executor_service.runner import JOB_NOFILE
 
 from .conftest import TOKEN, run_async
 
 
-def spec(language: str, source: str, *, stdin: str | None = None, timeout_s: float = 10, cap: int = 4096,
-         workdir: Path | None = None) -> JobSpec:
+def spec(
+    language: str,
+    source: str,
+    *,
+    stdin: str | None = None,
+    timeout_s: float = 10,
+    cap: int = 4096,
+    workdir: Path | None = None,
+) -> JobSpec:
     return JobSpec(
         language=LANGUAGES[language],
         source=source.encode(),
@@ -198,8 +206,8 @@ def test_a_job_runs_in_its_working_directory_with_its_scratch_home_and_script(ru
     (project / "data.txt").write_text("x")
     source = {
         "python": "import os, sys\nprint(os.getcwd(), os.listdir('.'), os.environ['HOME'], os.environ['TMPDIR'], "
-                  "__file__, sys.path[0])",
-        "sh": 'echo "$(pwd) [\'$(ls)\'] $HOME $TMPDIR $0"',
+        "__file__, sys.path[0])",
+        "sh": "echo \"$(pwd) ['$(ls)'] $HOME $TMPDIR $0\"",
     }[language]
     result = run(runner, spec(language, source, workdir=project))
     job_dir, script = runner.job_dir, runner.job_dir / LANGUAGES[language].script_name
@@ -207,7 +215,8 @@ def test_a_job_runs_in_its_working_directory_with_its_scratch_home_and_script(ru
     assert (result.exit_code, result.stdout, result.stderr) == (0, expected + "\n", "")
     # The next job without one is back in its scratch directory.
     assert run(runner, spec(language, "pwd" if language == "sh" else "import os; print(os.getcwd())")).stdout == (
-        f"{job_dir}\n")
+        f"{job_dir}\n"
+    )
 
 
 def test_a_working_directory_that_is_none_runs_nothing(runner, tmp_path):

@@ -31,8 +31,8 @@ from starlette.responses import PlainTextResponse
 
 from components.opencode_config import LOCKDOWN_ENV, OpenCodeConfigArgs
 from components.opencode_config import opencode_config as generated_opencode_config
-from tests.support.agent_run import scripted
 from sandbox_model.paths import IMAGES_DIR
+from tests.support.agent_run import scripted
 from tests.support.model_processes import DOUBLE_MODEL as MODEL
 from tests.support.model_processes import DoubleProcess, GatewayProcess
 from tests.support.opencode_binary import opencode_binary
@@ -116,8 +116,11 @@ def executor_mcp():
 
 def opencode_config(double_url: str, mcp_url: str, executor_approval: str = "allow") -> dict:
     """The OpenCode config the workspace gets (the program's generator, lockdown included), pointed here."""
-    return generated_opencode_config(OpenCodeConfigArgs(
-        model_base_url=double_url, model_id=MODEL, executor_mcp_url=mcp_url, executor_approval=executor_approval))
+    return generated_opencode_config(
+        OpenCodeConfigArgs(
+            model_base_url=double_url, model_id=MODEL, executor_mcp_url=mcp_url, executor_approval=executor_approval
+        )
+    )
 
 
 def test_opencode_runs_the_marker_through_the_executor(tmp_path: Path, model_double, executor_mcp):
@@ -195,9 +198,20 @@ CONFIG_DIR_SOURCE = IMAGES_DIR / "workspace" / "opencode-config"
 CONFIG_DIR_GITIGNORE = "node_modules\npackage.json\npackage-lock.json\nbun.lock\n.gitignore\n"
 #: The tools the model may be offered: the file tools (write and apply_patch fall under `edit`; the
 #: MCP resource tools, which read the executor server's resources, under `read`) and the executor's.
-OFFERED_TOOLS_ALLOWED = {"read", "glob", "grep", "list", "todowrite", "edit", "write", "apply_patch",
-                         "list_mcp_resources", "list_mcp_resource_templates", "read_mcp_resource",
-                         "executor_run_code"}
+OFFERED_TOOLS_ALLOWED = {
+    "read",
+    "glob",
+    "grep",
+    "list",
+    "todowrite",
+    "edit",
+    "write",
+    "apply_patch",
+    "list_mcp_resources",
+    "list_mcp_resource_templates",
+    "read_mcp_resource",
+    "executor_run_code",
+}
 SECRET_ENV = ("EXECUTOR_TOKEN", "OPENCODE_SERVER_PASSWORD")
 #: Dropped into the project as a tool and a plugin: importing either writes the marker file.
 EVIL_JS = """import {{ writeFileSync }} from "fs";
@@ -269,14 +283,19 @@ class LockedWorkspace:
             "XDG_CONFIG_HOME": str(self.xdg),
             "EXECUTOR_TOKEN": self.executor.token,
             "OPENCODE_CONFIG_CONTENT": json.dumps(
-                opencode_config(self.double.gateway_url, self.executor.url, self.executor_approval)),
+                opencode_config(self.double.gateway_url, self.executor.url, self.executor_approval)
+            ),
             **LOCKDOWN_ENV,
             "OPENCODE_SANDBOX_REAL_OPENCODE": str(opencode_binary()),  # where the guard finds the binary
             # Anything OpenCode fetches from a registry or through a proxy lands in the recorder.
-            "NPM_CONFIG_REGISTRY": f"{self.registry.url}/", "npm_config_registry": f"{self.registry.url}/",
-            "HTTP_PROXY": self.registry.url, "HTTPS_PROXY": self.registry.url,
-            "http_proxy": self.registry.url, "https_proxy": self.registry.url,
-            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+            "NPM_CONFIG_REGISTRY": f"{self.registry.url}/",
+            "npm_config_registry": f"{self.registry.url}/",
+            "HTTP_PROXY": self.registry.url,
+            "HTTPS_PROXY": self.registry.url,
+            "http_proxy": self.registry.url,
+            "https_proxy": self.registry.url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
         }
         for key, value in overrides.items():
             if value is None:
@@ -299,30 +318,51 @@ class LockedWorkspace:
         mask = self.project / ".opencode"
         if mask_project_config:
             mask.mkdir(exist_ok=True)  # Docker creates the mount point the same way
-        script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" '
-                  '&& { [ -z "$1" ] || mount -t tmpfs -o ro,size=1m tmpfs "$1"; } && shift && exec "$@"')
+        script = (
+            'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" '
+            '&& { [ -z "$1" ] || mount -t tmpfs -o ro,size=1m tmpfs "$1"; } && shift && exec "$@"'
+        )
         program = ["sh", str(OPENCODE_GUARD)] if guard else [str(opencode_binary())]
-        return [*namespace, "sh", "-c", script, str(self.config_dir), str(mask) if mask_project_config else "",
-                *program, *args]
+        return [
+            *namespace,
+            "sh",
+            "-c",
+            script,
+            str(self.config_dir),
+            str(mask) if mask_project_config else "",
+            *program,
+            *args,
+        ]
 
-    def run(self, message: str, mask_project_config: bool = True, guard: bool = True,
-            **env_overrides: str | None) -> tuple[subprocess.CompletedProcess, list[dict]]:
-        command = self.command("run", "--print-logs", "--format", "json", message,
-                               mask_project_config=mask_project_config, guard=guard)
+    def run(
+        self, message: str, mask_project_config: bool = True, guard: bool = True, **env_overrides: str | None
+    ) -> tuple[subprocess.CompletedProcess, list[dict]]:
+        command = self.command(
+            "run", "--print-logs", "--format", "json", message, mask_project_config=mask_project_config, guard=guard
+        )
         try:
-            run = subprocess.run(command,
-                                 cwd=self.project, env=self.env(**env_overrides), capture_output=True, text=True,
-                                 timeout=OPENCODE_TIMEOUT_SECONDS)
+            run = subprocess.run(
+                command,
+                cwd=self.project,
+                env=self.env(**env_overrides),
+                capture_output=True,
+                text=True,
+                timeout=OPENCODE_TIMEOUT_SECONDS,
+            )
         except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"opencode run took longer than {OPENCODE_TIMEOUT_SECONDS}s; stderr tail:\n"
-                        f"{(exc.stderr or b'').decode(errors='replace')[-3000:]}")
+            pytest.fail(
+                f"opencode run took longer than {OPENCODE_TIMEOUT_SECONDS}s; stderr tail:\n"
+                f"{(exc.stderr or b'').decode(errors='replace')[-3000:]}"
+            )
         events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         return run, events
 
     def diagnostics(self, run: subprocess.CompletedProcess) -> str:
-        return (f"\nexit code: {run.returncode}\ndouble requests: {self.double.requests()}"
-                f"\nregistry requests: {self.registry.requests}\nstdout:\n{run.stdout[-3000:]}"
-                f"\nstderr tail:\n{run.stderr[-3000:]}")
+        return (
+            f"\nexit code: {run.returncode}\ndouble requests: {self.double.requests()}"
+            f"\nregistry requests: {self.registry.requests}\nstdout:\n{run.stdout[-3000:]}"
+            f"\nstderr tail:\n{run.stderr[-3000:]}"
+        )
 
 
 @pytest.fixture
@@ -339,7 +379,6 @@ def locked(tmp_path, model_double, executor_mcp, registry):
     # (c) nothing asked a registry or the internet for anything, and the config directory is as baked.
     assert registry.requests == [], f"OpenCode sent requests meant for a registry/the internet: {registry.requests}"
     assert workspace.config_files() == workspace.config_files_before
-
 
 
 def tool_uses(events: list[dict]) -> list[dict]:
@@ -376,7 +415,8 @@ def test_only_file_and_executor_tools_are_offered_and_bash_is_refused(locked: Lo
     assert {"read", "edit", "executor_run_code"} <= offered, f"offered: {sorted(offered)}" + diagnostics
     assert not marker.exists(), diagnostics
     assert not list(locked.root.rglob(f"{marker_name}*")) and not list(Path("/tmp").glob(f"{marker_name}*")), (
-        "the bash command ran" + diagnostics)
+        "the bash command ran" + diagnostics
+    )
     assert use["tool"] in ("bash", "invalid"), diagnostics
 
 
@@ -416,7 +456,8 @@ def test_opencode_config_in_the_project_is_neither_writable_nor_loaded(locked: L
     assert not {name for name in offered_tools(locked.double) if "evil" in name}, diagnostics
     # The restarted OpenCode works otherwise: the executor tool ran.
     assert [(t["tool"], t["state"]["status"]) for t in tool_uses(events)] == [("executor_run_code", "completed")], (
-        diagnostics)
+        diagnostics
+    )
 
     # Without the workspace's mask (a `.opencode/` deeper than the project's top, or the mask gone),
     # the guard in front of OpenCode refuses to start it at all.
@@ -467,18 +508,29 @@ def _serve(locked: LockedWorkspace, password: str):
     port = port_socket.getsockname()[1]
     port_socket.close()
     env = locked.env(OPENCODE_SERVER_PASSWORD=password)
-    process = subprocess.Popen(locked.command("serve", "--hostname", "127.0.0.1", "--port", str(port)),
-                               cwd=locked.project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        locked.command("serve", "--hostname", "127.0.0.1", "--port", str(port)),
+        cwd=locked.project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
 def _call(url: str, password: str, method: str = "GET", body: dict | None = None):
     import urllib.request
 
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": "Basic " + base64.b64encode(
-                                                  f"opencode:{password}".encode()).decode()})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": "Basic " + base64.b64encode(f"opencode:{password}".encode()).decode(),
+        },
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=30) as response:
         return json.loads(response.read() or b"null")
@@ -517,8 +569,12 @@ def test_user_shells_get_no_secrets_and_startup_needs_no_npm(locked: LockedWorks
             assert secret not in terminal, "the web terminal sees a secret"
         # The limit of it (the README says so): what the user runs has the server's UID and can still
         # read the server's own environment.
-        leak = _call(f"{url}/session/{session['id']}/shell", password, "POST",
-                     {"agent": "build", "command": "tr '\\0' '\\n' < /proc/$OPENCODE_PID/environ"})
+        leak = _call(
+            f"{url}/session/{session['id']}/shell",
+            password,
+            "POST",
+            {"agent": "build", "command": "tr '\\0' '\\n' < /proc/$OPENCODE_PID/environ"},
+        )
         assert locked.executor.token in json.dumps(leak), "update the README: shells no longer read the server's env"
         assert locked.double.api_key not in json.dumps(leak), "the model key reached OpenCode's environment"
     finally:

@@ -43,8 +43,12 @@ def project_server(tmp_path, job_launcher, project):
     work_root = tmp_path / "project-work"
     work_root.mkdir()
     # The host's interpreter of this test run has pytest; the image gets it from executors.packages.
-    settings = make_settings(work_root, job_launcher, EXECUTOR_PROJECT_DIR=str(project),
-                             EXECUTOR_TEST_COMMAND=f"{shlex.quote(sys.executable)} -m pytest -q -p no:randomly")
+    settings = make_settings(
+        work_root,
+        job_launcher,
+        EXECUTOR_PROJECT_DIR=str(project),
+        EXECUTOR_TEST_COMMAND=f"{shlex.quote(sys.executable)} -m pytest -q -p no:randomly",
+    )
     runner = JobRunner(settings, IsolationMode.DEVELOPMENT)
     runner.prepare()
     with LiveServer(runner) as server:
@@ -77,8 +81,10 @@ def test_the_project_tools_are_offered_only_with_a_project(project_server, live_
 
 def test_a_command_runs_in_the_project_and_cannot_change_it(project_server, project):
     before = listing(project)
-    command = ('pwd; echo "home=$HOME"; cat calc.py; echo x > planted; echo "write=$?"; rm calc.py; echo "rm=$?"; '
-               'mkdir .git; echo "mkdir=$?"; echo y > "$HOME/scratch" && echo scratch-ok')
+    command = (
+        'pwd; echo "home=$HOME"; cat calc.py; echo x > planted; echo "write=$?"; rm calc.py; echo "rm=$?"; '
+        'mkdir .git; echo "mkdir=$?"; echo y > "$HOME/scratch" && echo scratch-ok'
+    )
     result = call_tool(project_server, "run_command", {"command": command}).structured_content
     lines = result["stdout"].splitlines()
     assert lines[0] == str(project)
@@ -114,8 +120,12 @@ def test_the_http_api_runs_in_the_project_only_when_there_is_one(project_server,
         job_from_request(request, runner.settings)
     import httpx2
 
-    response = httpx2.post(f"{project_server.url}/v1/run", json=request.model_dump(exclude_none=True),
-                           headers={"Authorization": "Bearer unit-test-token-0123456789abcdef"}, trust_env=False)
+    response = httpx2.post(
+        f"{project_server.url}/v1/run",
+        json=request.model_dump(exclude_none=True),
+        headers={"Authorization": "Bearer unit-test-token-0123456789abcdef"},
+        trust_env=False,
+    )
     assert response.status_code == 200 and response.json()["stdout"] == f"{project}\n"
 
 

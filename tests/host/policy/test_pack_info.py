@@ -28,8 +28,9 @@ def test_every_policy_is_mandatory_and_says_what_it_forbids_why_and_how_to_fix_i
         assert rule.forbids in policy.description and rule.reason in policy.description
         assert policy.remediation_steps == rule.fix
         assert policy.framework.reference == (rule.cis or "")
-        expected_type = (analyzer_pb2.POLICY_TYPE_STACK if rule.scope is Scope.STACK
-                         else analyzer_pb2.POLICY_TYPE_RESOURCE)
+        expected_type = (
+            analyzer_pb2.POLICY_TYPE_STACK if rule.scope is Scope.STACK else analyzer_pb2.POLICY_TYPE_RESOURCE
+        )
         assert policy.policy_type == expected_type, policy.name
 
 
@@ -42,11 +43,14 @@ def test_every_policy_takes_exempt_roles_from_the_catalog_and_nothing_else(pack_
         assert not policy.configSchema.required
 
 
-@pytest.mark.parametrize("entry", [
-    {EXEMPT_ROLES: ["root"]},
-    {EXEMPT_ROLES: "workspace"},
-    {EXEMPT_ROLES: ["model", "model"]},
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {EXEMPT_ROLES: ["root"]},
+        {EXEMPT_ROLES: "workspace"},
+        {EXEMPT_ROLES: ["model", "model"]},
+    ],
+)
 def test_a_config_the_schema_refuses_never_reaches_the_pack(pack_process, entry):
     with pytest.raises(jsonschema.ValidationError):
         pack_process.configure({"no-privileged": entry})

@@ -482,8 +482,11 @@ def test_a_scripted_call_names_any_tool_offered_or_not(port, double, offered):
 def test_a_scripted_call_is_made_once_then_the_result_is_echoed(port, double):
     body = scripted_request(double, "read", {"filePath": "/proc/self/environ"})
     body["messages"] += [
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "permission denied"},
     ]
     _, payload = chat(port, body)
@@ -501,8 +504,10 @@ def test_several_directives_are_called_in_order_one_per_step_then_the_last_resul
         assert choice["finish_reason"] == "tool_calls"
         (call,) = choice["message"]["tool_calls"]
         assert (call["function"]["name"], json.loads(call["function"]["arguments"])) == (name, arguments)
-        messages += [{"role": "assistant", "content": "", "tool_calls": [call]},
-                     {"role": "tool", "tool_call_id": call["id"], "content": f"result {index}"}]
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": f"result {index}"},
+        ]
     _, payload = chat(port, {"model": MODEL, "messages": messages, "tools": OPENCODE_TOOLS})
     choice = json.loads(payload)["choices"][0]
     assert choice["finish_reason"] == "stop" and choice["message"]["content"] == "Executor said: result 1"

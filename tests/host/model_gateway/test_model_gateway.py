@@ -74,8 +74,14 @@ class Upstream:
                     return
                 data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                           if line.lower().startswith(b"content-length:")), 0)
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")[1:]
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
             while len(body) < length:
                 body += conn.recv(65536)
             self.received.append(head + b"\r\n\r\n" + body)
@@ -157,8 +163,15 @@ def status_of(answer: bytes) -> int:
 
 
 def post(path: str = "/v1/chat/completions", headers: bytes = b"", body: bytes = b'{"model":"m"}') -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n").encode() + headers + b"\r\n" + body
+    return (
+        (
+            f"POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        ).encode()
+        + headers
+        + b"\r\n"
+        + body
+    )
 
 
 GET_MODELS = b"GET /v1/models HTTP/1.1\r\nHost: g\r\n\r\n"
@@ -171,12 +184,16 @@ def authorizations(upstream: Upstream) -> list[str]:
 # --- the key: the client's is removed, the stack's added ---------------------------------------
 
 
-@pytest.mark.parametrize("client_auth", [
-    b"",
-    b"Authorization: Bearer the-agents-own-key\r\n",
-    b"Authorization: Bearer wrong\r\nauthorization: Basic b3BlbmNvZGU6cHc=\r\nAUTHORIZATION: Bearer third\r\n",
-    b"Proxy-Authorization: Basic eDp5\r\nAuthorization:Bearer no-space\r\n",
-], ids=["none", "wrong", "three-of-them", "proxy-and-unspaced"])
+@pytest.mark.parametrize(
+    "client_auth",
+    [
+        b"",
+        b"Authorization: Bearer the-agents-own-key\r\n",
+        b"Authorization: Bearer wrong\r\nauthorization: Basic b3BlbmNvZGU6cHc=\r\nAUTHORIZATION: Bearer third\r\n",
+        b"Proxy-Authorization: Basic eDp5\r\nAuthorization:Bearer no-space\r\n",
+    ],
+    ids=["none", "wrong", "three-of-them", "proxy-and-unspaced"],
+)
 def test_whatever_the_client_sends_upstream_gets_exactly_the_stack_key(gateway, upstream, client_auth):
     answer = raw(gateway, post(headers=client_auth))
     assert status_of(answer) == 200 and answer.endswith(b"{}"), answer
@@ -186,14 +203,20 @@ def test_whatever_the_client_sends_upstream_gets_exactly_the_stack_key(gateway, 
 
 
 def test_an_endpoint_without_a_key_gets_no_authorization_at_all(gw, upstream):
-    through(gw, f"http://127.0.0.1:{upstream.port}/v1", post(headers=b"Authorization: Bearer from-the-workspace\r\n"),
-            api_key=None)
+    through(
+        gw,
+        f"http://127.0.0.1:{upstream.port}/v1",
+        post(headers=b"Authorization: Bearer from-the-workspace\r\n"),
+        api_key=None,
+    )
     assert authorizations(upstream) == []
 
 
 def test_host_connection_and_the_fields_connection_names_are_the_gateways(gateway, upstream):
-    headers = (b"Host: evil.example\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n"
-               b"Upgrade: h2c\r\nTE: trailers\r\nX-Request-Id: kept\r\nUser-Agent: ai-sdk\r\n")
+    headers = (
+        b"Host: evil.example\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n"
+        b"Upgrade: h2c\r\nTE: trailers\r\nX-Request-Id: kept\r\nUser-Agent: ai-sdk\r\n"
+    )
     raw(gateway, b"GET /v1/models HTTP/1.1\r\n" + headers + b"\r\n")
     sent = upstream.headers()
     names = [name.lower() for name, _ in sent]
@@ -226,7 +249,11 @@ def elsewhere():
 def refused_cases(elsewhere_port: int) -> list[tuple[str, bytes, int]]:
     other = f"127.0.0.1:{elsewhere_port}".encode()
     return [
-        ("absolute-uri-elsewhere", b"GET http://" + other + b"/v1/models HTTP/1.1\r\nHost: " + other + b"\r\n\r\n", 400),
+        (
+            "absolute-uri-elsewhere",
+            b"GET http://" + other + b"/v1/models HTTP/1.1\r\nHost: " + other + b"\r\n\r\n",
+            400,
+        ),
         ("absolute-uri-https", b"GET https://" + other + b"/v1/models HTTP/1.1\r\nHost: gateway\r\n\r\n", 400),
         ("connect", b"CONNECT " + other + b" HTTP/1.1\r\nHost: " + other + b"\r\n\r\n", 405),
         ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: gateway\r\n\r\n", 405),
@@ -247,8 +274,12 @@ def refused_cases(elsewhere_port: int) -> list[tuple[str, bytes, int]]:
         ("trace", b"TRACE /v1/models HTTP/1.1\r\nHost: g\r\n\r\n", 405),
         ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
         ("two-content-lengths", post(headers=b"Content-Length: 0\r\n"), 400),
-        ("chunked-request-smuggling", b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 4\r\n"
-                                      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+        (
+            "chunked-request-smuggling",
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            411,
+        ),
         ("second-request-behind-the-first", post(body=b"{}") + b"GET /v1/models HTTP/1.1\r\nHost: g\r\n\r\n", 400),
         ("negative-length", b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         ("huge-length", b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413),
@@ -294,8 +325,10 @@ def test_a_malformed_upstream_answer_is_a_502(gw):
 
 # --- responses stream back unmodified ---------------------------------------------------------
 
-SSE_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n")
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
 
 
 def chunk(data: bytes) -> bytes:
@@ -314,8 +347,10 @@ def test_server_sent_events_stream_through_as_they_are_sent(gw):
         time.sleep(5)  # and keep the connection open: the end of the chunked body ends the response
 
     upstream = Upstream(reply=reply)
-    with running(gw, settings_for(gw, f"http://127.0.0.1:{upstream.port}/v1"), None, upstream) as port, \
-            socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with (
+        running(gw, settings_for(gw, f"http://127.0.0.1:{upstream.port}/v1"), None, upstream) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
         sock.sendall(post(body=b'{"stream":true}'))
         received = b""
         while events[0] not in received:
@@ -329,8 +364,12 @@ def test_server_sent_events_stream_through_as_they_are_sent(gw):
     assert body == chunk(events[0]) + chunk(events[1]) + chunk(events[2]) + b"0\r\n\r\n", "the body was changed"
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
-    assert set(lines[1:]) == {b"Content-Type: text/event-stream", b"Cache-Control: no-cache",
-                              b"Transfer-Encoding: chunked", b"Connection: close"}
+    assert set(lines[1:]) == {
+        b"Content-Type: text/event-stream",
+        b"Cache-Control: no-cache",
+        b"Transfer-Encoding: chunked",
+        b"Connection: close",
+    }
     assert elapsed < 3, "the gateway waited for the upstream to close instead of ending at the last chunk"
 
 
@@ -357,8 +396,12 @@ def test_a_close_delimited_body_is_relayed_to_its_end(gw):
 
 def test_an_upstream_error_is_passed_through_unchanged(gw):
     body = b'{"error": {"message": "Authorization header wrong", "type": "authentication_error"}}'
-    upstream = Upstream(reply=b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: "
-                        + str(len(body)).encode() + b"\r\n\r\n" + body)
+    upstream = Upstream(
+        reply=b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
     answer = through(gw, f"http://127.0.0.1:{upstream.port}/v1", GET_MODELS, upstream)
     assert answer.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and b"WWW-Authenticate: Bearer" in answer
     assert answer.endswith(body)
@@ -374,8 +417,8 @@ def test_the_chunked_tracker_finds_the_end_whatever_the_pieces(gw, pieces):
     tracker, kept = gw.ChunkedTracker(), b""
     size = max(1, len(data) // pieces)
     for start in range(0, len(data), size):
-        piece = data[start:start + size]
-        kept += piece[:tracker.feed(piece)]
+        piece = data[start : start + size]
+        kept += piece[: tracker.feed(piece)]
         if tracker.done:
             break
     assert tracker.done and kept == body
@@ -407,8 +450,12 @@ def gateway_process(double_upstream):
 
 def call(port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                 headers={"Content-Type": "application/json", **(headers or {})})
+    conn.request(
+        method,
+        path,
+        body=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     response = conn.getresponse()
     payload = response.read()
     conn.close()
@@ -431,13 +478,17 @@ def test_requests_through_the_gateway_carry_the_key_the_double_checks(gateway_pr
 
 def test_a_streamed_chat_completion_arrives_whole_through_the_gateway(gateway_process):
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
-    status, headers, payload = call(gateway_process.port, "POST", "/v1/chat/completions", body,
-                                    {"Authorization": "Bearer placeholder"})
+    status, headers, payload = call(
+        gateway_process.port, "POST", "/v1/chat/completions", body, {"Authorization": "Bearer placeholder"}
+    )
     assert status == 200 and headers["Content-Type"] == "text/event-stream", payload
     blocks = [block for block in payload.decode().split("\n\n") if block]
     assert blocks[-1] == "data: [DONE]"
-    text = "".join(json.loads(b[6:])["choices"][0]["delta"].get("content") or "" for b in blocks[:-1]
-                   if json.loads(b[6:])["choices"])
+    text = "".join(
+        json.loads(b[6:])["choices"][0]["delta"].get("content") or ""
+        for b in blocks[:-1]
+        if json.loads(b[6:])["choices"]
+    )
     assert text.startswith("This is the model double")
 
 
@@ -488,6 +539,7 @@ class Proxy:
                 return
             conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             with socket.create_connection(("127.0.0.1", self.tunnel_to)) as target:
+
                 def pump(src, dst):
                     try:
                         while piece := src.recv(65536):
@@ -499,6 +551,7 @@ class Proxy:
                             dst.shutdown(socket.SHUT_WR)
                         except OSError:
                             pass
+
                 back = threading.Thread(target=pump, args=(target, conn), daemon=True)
                 back.start()
                 pump(conn, target)
@@ -510,7 +563,9 @@ class Proxy:
 
 def test_a_plain_http_upstream_is_reached_in_absolute_form_through_the_proxy(gw):
     proxy = Proxy()
-    answer = through(gw, "http://host.docker.internal:1234/v1", GET_MODELS, proxy, proxy=f"http://127.0.0.1:{proxy.port}")
+    answer = through(
+        gw, "http://host.docker.internal:1234/v1", GET_MODELS, proxy, proxy=f"http://127.0.0.1:{proxy.port}"
+    )
     assert answer.endswith(b"proxied")
     assert proxy.lines == ["GET http://host.docker.internal:1234/v1/models HTTP/1.1"]
 
@@ -520,9 +575,28 @@ def certificate(tmp_path_factory):
     """A self-signed certificate for models.example (its own CA), made with openssl."""
     directory = tmp_path_factory.mktemp("tls")
     key, cert = directory / "key.pem", directory / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
-                    "-out", str(cert), "-subj", "/CN=models.example", "-addext", "subjectAltName=DNS:models.example"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=models.example",
+            "-addext",
+            "subjectAltName=DNS:models.example",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return key, cert
 
 
@@ -537,8 +611,15 @@ def test_an_https_upstream_is_tunnelled_through_the_proxy_and_verified(gw, certi
     upstream = tls_upstream(certificate)
     proxy = Proxy(tunnel_to=upstream.port)
     trusted = ssl.create_default_context(cafile=str(certificate[1]))
-    answer = through(gw, "https://models.example/v1", post(headers=b"Authorization: Bearer mine\r\n"), proxy, upstream,
-                     tls_context=trusted, proxy=f"http://127.0.0.1:{proxy.port}")
+    answer = through(
+        gw,
+        "https://models.example/v1",
+        post(headers=b"Authorization: Bearer mine\r\n"),
+        proxy,
+        upstream,
+        tls_context=trusted,
+        proxy=f"http://127.0.0.1:{proxy.port}",
+    )
     assert status_of(answer) == 200 and answer.endswith(b"{}"), answer
     assert proxy.lines == ["CONNECT models.example:443 HTTP/1.1"]
     assert upstream.request_line() == "POST /v1/chat/completions HTTP/1.1"
@@ -562,22 +643,31 @@ def test_a_tunnel_the_proxy_refuses_is_a_502(gw):
 # --- configuration -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env, variable", [
-    ({}, "MODEL_GATEWAY_UPSTREAM"),
-    ({"MODEL_GATEWAY_UPSTREAM": "ftp://model:8000/v1"}, "MODEL_GATEWAY_UPSTREAM"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://user:pw@model:8000/v1"}, "MODEL_GATEWAY_UPSTREAM"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1?x=1"}, "MODEL_GATEWAY_UPSTREAM"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://[::1]:8000/v1"}, "MODEL_GATEWAY_UPSTREAM"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1/../x"}, "MODEL_GATEWAY_UPSTREAM"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_API_KEY": "a b"}, "MODEL_GATEWAY_API_KEY"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_API_KEY": "a\r\nX-Injected: 1"},
-     "MODEL_GATEWAY_API_KEY"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_PROXY": "https://egress:3128"},
-     "MODEL_GATEWAY_PROXY"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_PROXY": "http://egress:3128/x"},
-     "MODEL_GATEWAY_PROXY"),
-    ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_PORT": "80000"}, "MODEL_GATEWAY_PORT"),
-])
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({}, "MODEL_GATEWAY_UPSTREAM"),
+        ({"MODEL_GATEWAY_UPSTREAM": "ftp://model:8000/v1"}, "MODEL_GATEWAY_UPSTREAM"),
+        ({"MODEL_GATEWAY_UPSTREAM": "http://user:pw@model:8000/v1"}, "MODEL_GATEWAY_UPSTREAM"),
+        ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1?x=1"}, "MODEL_GATEWAY_UPSTREAM"),
+        ({"MODEL_GATEWAY_UPSTREAM": "http://[::1]:8000/v1"}, "MODEL_GATEWAY_UPSTREAM"),
+        ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1/../x"}, "MODEL_GATEWAY_UPSTREAM"),
+        ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_API_KEY": "a b"}, "MODEL_GATEWAY_API_KEY"),
+        (
+            {"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_API_KEY": "a\r\nX-Injected: 1"},
+            "MODEL_GATEWAY_API_KEY",
+        ),
+        (
+            {"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_PROXY": "https://egress:3128"},
+            "MODEL_GATEWAY_PROXY",
+        ),
+        (
+            {"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_PROXY": "http://egress:3128/x"},
+            "MODEL_GATEWAY_PROXY",
+        ),
+        ({"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_PORT": "80000"}, "MODEL_GATEWAY_PORT"),
+    ],
+)
 def test_bad_settings_name_the_variable_and_the_fix(gw, env, variable):
     with pytest.raises(gw.ConfigError, match=variable) as caught:
         gw.GatewaySettings.from_env(env)
@@ -585,8 +675,12 @@ def test_bad_settings_name_the_variable_and_the_fix(gw, env, variable):
 
 
 def test_the_program_refuses_to_start_on_a_bad_setting():
-    result = subprocess.run([sys.executable, "-I", "-B", str(GATEWAY_SCRIPT)], capture_output=True, text=True,
-                            env={"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1",
-                                 "MODEL_GATEWAY_API_KEY": "secret-part other-part"}, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-I", "-B", str(GATEWAY_SCRIPT)],
+        capture_output=True,
+        text=True,
+        env={"MODEL_GATEWAY_UPSTREAM": "http://model:8000/v1", "MODEL_GATEWAY_API_KEY": "secret-part other-part"},
+        timeout=30,
+    )
     assert result.returncode == 64 and "MODEL_GATEWAY_API_KEY" in result.stderr
     assert "secret-part" not in result.stderr, "the key was echoed"

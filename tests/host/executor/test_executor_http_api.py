@@ -95,10 +95,16 @@ def test_output_past_the_requested_cap_is_cut(client):
         ({"language": "python", "source": "x", "stdin": "y" * (256 * 1024 + 1)}, 413, "stdin"),
         # Nesting deeper than the JSON parser recurses (RecursionError): a 400, not a 500.
         (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
-        (b'{"language": "python", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400,
-         "nested too deeply"),
-        (b'{"language": "python", "source": "x", "stdin": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001, 400,
-         "nested too deeply"),
+        (
+            b'{"language": "python", "source": "x", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            400,
+            "nested too deeply",
+        ),
+        (
+            b'{"language": "python", "source": "x", "stdin": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001,
+            400,
+            "nested too deeply",
+        ),
         # A lone UTF-16 surrogate is valid JSON but no Unicode text: it cannot become UTF-8 (UnicodeEncodeError).
         (b'{"language": "python", "source": "print(1) # \\ud800"}', 422, "source is not valid Unicode"),
         (b'{"language": "sh", "source": "cat", "stdin": "\\udfff"}', 422, "stdin is not valid Unicode"),
@@ -144,10 +150,9 @@ def test_request_parsing_answers_4xx_for_every_malformed_body(body, status, mess
 @pytest.mark.parametrize(("field", "text"), [("source", "x\ud800"), ("stdin", "\udc00y")])
 def test_job_from_request_refuses_lone_surrogates_with_a_422(field, text):
     from executor_service.jobs import RequestRejected, RunRequest, job_from_request
+    from executor_service.settings import load_settings
 
     from .conftest import TOKEN_SHA256
-
-    from executor_service.settings import load_settings
 
     request = RunRequest(language="sh", **{"source": "cat", field: text})
     with pytest.raises(RequestRejected, match=f"{field} is not valid Unicode: a lone UTF-16 surrogate") as rejected:
@@ -155,13 +160,18 @@ def test_job_from_request_refuses_lone_surrogates_with_a_422(field, text):
     assert rejected.value.status == 422
 
 
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18",
-               "Content-Type": "application/json"}
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-06-18",
+    "Content-Type": "application/json",
+}
 
 
 def test_mcp_answers_a_deeply_nested_body_with_a_4xx(live_server, client):
-    body = (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
-            b'{"language": "sh", "source": "echo ran", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}")
+    body = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+        b'{"language": "sh", "source": "echo ran", "stdin": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}}"
+    )
     response = client.post("/mcp", content=body, headers=MCP_HEADERS)
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]["message"]
@@ -169,8 +179,10 @@ def test_mcp_answers_a_deeply_nested_body_with_a_4xx(live_server, client):
 
 
 def test_mcp_refuses_a_lone_surrogate_with_a_4xx(live_server, client):
-    body = (b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
-            b'{"language": "sh", "source": "echo \\ud800"}}}')
+    body = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "run_code", "arguments": '
+        b'{"language": "sh", "source": "echo \\ud800"}}}'
+    )
     response = client.post("/mcp", content=body, headers=MCP_HEADERS)
     assert response.status_code == 400, response.text  # the SDK's strict JSON parser: a JSON-RPC parse error
     assert "hex escape" in response.json()["error"]["message"]
