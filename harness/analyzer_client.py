@@ -274,8 +274,8 @@ class InProcessAnalyzer(_EngineSide):
     (enforcement levels, config, the report, an unknown value read as an advisory diagnostic)
     with its own helpers, but deserialize each resource once per request instead of once per
     policy (the pack never changes props). So the tests about the rules see what the pack
-    answers, hundreds of times a second; tests/fast/policy/test_pack_info.py,
-    test_committed_stacks.py and the wire-unknown tests use the real process. An exception
+    answers, hundreds of times a second; tests/host/policy (the pack's info, the committed stacks and
+    the unknown sentinel over gRPC) uses the real process. An exception
     in the pack, which gRPC reports as a failed RPC, is a :class:`PackCrash` here too.
     """
 

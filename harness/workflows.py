@@ -46,7 +46,7 @@ def pulumi_args(name: str) -> list[str]:
             args += [_VALUED[key], str(value)]
         elif key not in _ACTION_ONLY:
             raise ValueError(
-                f"{name}: pulumi/actions input {key!r} has no CLI equivalent here; add it to tests/support/workflows.py"
+                f"{name}: pulumi/actions input {key!r} has no CLI equivalent here; add it to harness/workflows.py"
             )
     return args
 

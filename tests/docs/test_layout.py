@@ -42,3 +42,27 @@ def test_the_tests_cost_classes_are_in_the_table():
     from tests.conftest import COST_CLASSES
 
     assert {f"tests/{name}/" for name in COST_CLASSES} <= set(layout_paths())
+
+
+#: Where the docs name files of the tree (the README, the images' and the pack's READMEs, docs/).
+DOCS = (
+    "README.md",
+    "images/executor/README.md",
+    "images/seccomp/README.md",
+    "policies/README.md",
+    "docs/network-boundary.md",
+    "scripts/toolchain/README.md",
+)
+TREE_PATH = re.compile(
+    r"\b((?:sandbox_model|stacks|components|policies|images|operate|harness|bench|tests|scripts)"
+    r"/[A-Za-z0-9_./-]*[A-Za-z0-9_])"
+)
+
+
+def test_every_path_the_docs_name_exists():
+    missing = []
+    for doc in DOCS:
+        for path in TREE_PATH.findall((REPO_ROOT / doc).read_text()):
+            if not (REPO_ROOT / path).exists() and not (REPO_ROOT / doc).parent.joinpath(path).exists():
+                missing.append(f"{doc}: {path}")
+    assert not missing, "the docs name paths that do not exist (moved or renamed?):\n" + "\n".join(missing)

@@ -59,6 +59,7 @@ def test_pull_requests_preview_each_runner_previewable_stack_with_the_pack_and_i
     assert any(step.get("uses", "").startswith("actions/setup-python@") for step in job["steps"])
     # The program's and the pack's packages, in the one .venv both Pulumi.yaml files name.
     assert runs(job, ".venv/bin/pip install -r requirements.txt -r policies/requirements.txt")
+    assert runs(job, ".venv/bin/pip install --no-deps -e ."), "the pack imports the kernel: install the project"
     assert {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"} <= set(job["env"])
 
 

@@ -10,7 +10,7 @@ import pytest
 from harness.program import DYNAMIC, STACKS, developer_machine
 from harness.settings import stack_settings
 from sandbox_model.destinations import MODEL_PORT, PROXY_PORT, WEB_ALIAS, WEB_PORT, Destination
-from sandbox_model.naming import REMOTE_IMAGE_TYPE, VOLUME_TYPE, component_type
+from sandbox_model.naming import LABEL_NETWORK, REMOTE_IMAGE_TYPE, VOLUME_TYPE, component_type
 from sandbox_model.roles import Role
 from sandbox_model.security.adapters.pulumi_props import container_spec, network_spec, volume_host_path
 from sandbox_model.security.context import CheckContext
@@ -166,7 +166,7 @@ def test_stack_rules_hold(declared_stacks, stack):
 def network_members(declared) -> dict[str, set[str]]:
     """purpose (the network's label) -> the roles of the containers on it."""
     purposes = {
-        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
+        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}[LABEL_NETWORK]
         for n in declared.networks
     }
     members: dict[str, set[str]] = {purpose: set() for purpose in purposes.values()}
@@ -298,7 +298,7 @@ def test_the_web_ui_listens_on_the_ingress_network_only(declared_stacks, stack):
     command = workspace.inputs["command"]
     host = command[command.index("--hostname") + 1]
     purposes = {
-        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
+        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}[LABEL_NETWORK]
         for n in declared_stacks[stack].networks
     }
     aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in workspace.inputs["networksAdvanced"]}
@@ -398,7 +398,7 @@ def test_the_conductor_listens_on_its_own_network_and_holds_only_the_tokens_dige
     conductor = declared.container(C)[0]
     env = envs_of(conductor)
     purposes = {
-        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}["opencode-sandbox.network"]
+        n.inputs["name"]: {lab["label"]: lab["value"] for lab in n.inputs["labels"]}[LABEL_NETWORK]
         for n in declared.networks
     }
     aliases = {purposes[n["name"]]: n.get("aliases") or [] for n in conductor.inputs["networksAdvanced"]}

@@ -20,7 +20,7 @@ from components.egress_proxy import (
 )
 from harness.program import run_program, stack_config
 from sandbox_model.destinations import PROXY_PORT, SHARED_ALIAS, WEB_ALIAS, Destination
-from sandbox_model.naming import PROJECT
+from sandbox_model.naming import LABEL_NETWORK, PROJECT
 from sandbox_model.roles import Role
 from stacks.settings import EgressSettings
 
@@ -170,7 +170,7 @@ def network_purposes(declared) -> dict[str, tuple[str, bool]]:
     """network name -> (purpose label, internal)."""
     return {
         n.inputs["name"]: (
-            {label["label"]: label["value"] for label in n.inputs["labels"]}["opencode-sandbox.network"],
+            {label["label"]: label["value"] for label in n.inputs["labels"]}[LABEL_NETWORK],
             bool(n.inputs.get("internal")),
         )
         for n in declared.networks

@@ -21,6 +21,7 @@ from components import hardening
 from harness.engine import in_ci
 from harness.program import STACKS, developer_machine, run_program
 from sandbox_model.engine_api import HEALTHCHECK_START_INTERVAL, OLDEST_SUPPORTED_API
+from sandbox_model.naming import LABEL_STACK
 from sandbox_model.provider_forms import (
     NANOS_PER_SECOND,
     cpus_round_trip,
@@ -198,4 +199,4 @@ def test_built_images_carry_their_label_under_either_builder(declared_stacks, st
     assert built
     for image in built:
         build = image.inputs["build"]
-        assert build["label"] == build["labels"] == {"opencode-sandbox.stack": stack}, image.name
+        assert build["label"] == build["labels"] == {LABEL_STACK: stack}, image.name

@@ -31,7 +31,8 @@ def rejected_by_the_program(stack: str, **kwargs) -> str:
     return str(caught.value)
 
 
-def test_the_program_stops_on_a_bad_setting_before_any_resource(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_the_program_stops_on_a_bad_setting_before_any_resource():
     """The program: the validator's very message, and nothing registered."""
     edits = {"set_config": {"executors": {"count": 0}}}
     assert rejected_by_the_program("ci", **edits) == rejected("ci", **edits)
@@ -64,7 +65,8 @@ WORKSPACE = {"user": {"uid": 1000, "gid": 1000}, "project_dir": "/tmp/opencode-s
         ("workspace", {**WORKSPACE, "colour": "blue"}, None, "remove it"),
     ],
 )
-def test_bad_workspace_settings(on_developer_machine, key, value, shown, fix):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_bad_workspace_settings(key, value, shown, fix):
     message = rejected("ci", set_config={key: value})
     bad_key = {
         "0.0.0.0": "workspace.web.host_ip",
@@ -81,12 +83,14 @@ def test_bad_workspace_settings(on_developer_machine, key, value, shown, fix):
     assert_names(message, bad_key, shown, fix)
 
 
-def test_unknown_top_level_key(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_unknown_top_level_key():
     message = rejected("ci", plain_config={"webpasword": "x"})
     assert_names(message, "webpasword", None, "remove it")
 
 
-def test_plain_text_secrets_are_refused(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_plain_text_secrets_are_refused():
     """The program: only the loader knows whether a config value is stored as a secret."""
     for key in ("web_password", "model_api_key", "executor_token", "conductor_token"):
         message = rejected_by_the_program("ci", plain_config={key: "hunter2-hunter2-hunter2-hunter2"})
@@ -94,7 +98,8 @@ def test_plain_text_secrets_are_refused(on_developer_machine):
         assert "hunter2" not in message, "the secret value must not be echoed"
 
 
-def test_secrets_set_as_secrets_are_accepted(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_secrets_set_as_secrets_are_accepted():
     declared = run_program("ci", secrets={"web_password": "correct-horse-battery-staple-1", "executor_token": "t" * 40})
     workspace = declared.container("workspace")[0]
     assert "OPENCODE_SERVER_PASSWORD=correct-horse-battery-staple-1" in workspace.inputs["envs"]
@@ -104,14 +109,16 @@ def test_secrets_set_as_secrets_are_accepted(on_developer_machine):
     assert not any("web-password" in name or "executor-token" in name for name in generated)
 
 
-def test_mutable_model_image_is_refused(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_mutable_model_image_is_refused():
     model = {"backend": "vllm", "image": "vllm/vllm-openai:latest", "cache_dir": "/tmp/opencode-sandbox-test/hf"}
     assert_names(rejected("gpu", set_config={"model": model}), "model.image", "latest", "pin")
     model["image"] = "vllm/vllm-openai"
     assert_names(rejected("gpu", set_config={"model": model}), "model.image", "vllm/vllm-openai", "pin")
 
 
-def test_model_settings_are_validated_per_backend(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_model_settings_are_validated_per_backend():
     bad = {
         "backend": "vllm",
         "image": "vllm/vllm-openai:v0.11.0",
@@ -128,13 +135,15 @@ def test_model_settings_are_validated_per_backend(on_developer_machine):
     assert "opencode-sandbox:model" in message and "banana" in message
 
 
-def test_egress_allowlist_takes_domain_names_only(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_egress_allowlist_takes_domain_names_only():
     for bad in ("https://pypi.org", "10.0.0.1", "*", "pypi.org:443", "*.*.org"):
         message = rejected("ci", set_config={"egress": {"allow": [bad]}})
         assert_names(message, "egress.allow.0", bad, "domain")
 
 
-def test_missing_required_setting(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_missing_required_setting():
     assert_names(rejected("ci", remove_config=("workspace",)), "workspace", None, "pulumi config set")
     assert_names(rejected("ci", set_config={"images": {}}), "images.base_image", None, "pulumi config set")
 
@@ -148,13 +157,15 @@ def test_workspace_user_defaults_to_the_invoking_user_but_never_root(developer_h
     assert_names(message, "workspace.user", None, "uid")
 
 
-def test_roles_never_share_an_executor_uid(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_roles_never_share_an_executor_uid():
     message = rejected("ci", set_config={"executors": {"uid_base": 999, "count": 2}})
     assert_names(message, "executors.uid_base", "999", "uid_base")
     assert re.search(r"workspace\.user\.uid = 1000", message), message
 
 
-def test_the_model_gateway_has_a_uid_of_its_own(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_the_model_gateway_has_a_uid_of_its_own():
     """gateways.uid_base + 3 is the model gateway's: it must not be the workspace's (Pulumi.ci.yaml: 1000)."""
     message = rejected("ci", set_config={"gateways": {"uid_base": 997}})
     assert_names(message, "gateways.uid_base", "997", "gateways.uid_base")
@@ -163,7 +174,8 @@ def test_the_model_gateway_has_a_uid_of_its_own(on_developer_machine):
     assert declared.container("model-gateway")[0].inputs["user"] == "997:10001"
 
 
-def test_the_conductor_and_its_gateway_have_uids_of_their_own(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_the_conductor_and_its_gateway_have_uids_of_their_own():
     """gateways.uid_base + 4 is the conductor's, + 5 its ingress gateway's (the ci stack enables it)."""
     message = rejected("ci", set_config={"gateways": {"uid_base": 995}})
     assert re.search(r"\(995-1000\) include workspace\.user\.uid = 1000", message), message
@@ -173,14 +185,16 @@ def test_the_conductor_and_its_gateway_have_uids_of_their_own(on_developer_machi
     assert gateway.inputs["user"] == "10006:10001"
 
 
-def test_the_conductor_is_off_by_default_and_its_port_must_be_free(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_the_conductor_is_off_by_default_and_its_port_must_be_free():
     """(What a stack without the conductor declares: tests/fast/test_declared_stacks.py's plan tests.)"""
     assert not stack_settings("dev").conductor.enabled
     message = rejected("ci", set_config={"conductor": {"enabled": True, "host_port": 14096}})
     assert_names(message, "conductor.host_port", None, "another conductor.host_port")
 
 
-def test_every_problem_is_reported_at_once(on_developer_machine):
+@pytest.mark.usefixtures("on_developer_machine")
+def test_every_problem_is_reported_at_once():
     message = rejected(
         "ci", set_config={"workspace": {**WORKSPACE, "user": {"uid": 0, "gid": 0}}, "executors": {"count": 0}}
     )

@@ -1,6 +1,6 @@
 """The project's main jobs on the real engine: the pull-request policy preview, `pulumi up`, destroy.
 
-Each runs the command its GitHub workflow runs (tests/support/workflows.py) with the Pulumi CLI,
+Each runs the command its GitHub workflow runs (harness/workflows.py) with the Pulumi CLI,
 on a copy of the project with a local file backend (harness/pulumi_cli.py).
 """
 

@@ -21,7 +21,7 @@ import pytest
 from harness.declared import Change, ChangedStack, named, role_of, with_role
 from harness.program import DeclaredResource, DeclaredStack
 from policies.sandbox_policies import EXEMPT_ROLES, pack_rules
-from sandbox_model.naming import CONTAINER_TYPE, NETWORK_TYPE, REMOTE_IMAGE_TYPE, VOLUME_TYPE
+from sandbox_model.naming import CONTAINER_TYPE, LABEL_ROLE, LABEL_STACK, NETWORK_TYPE, REMOTE_IMAGE_TYPE, VOLUME_TYPE
 from sandbox_model.paths import REPO_ROOT
 from sandbox_model.roles import ALL_ROLES, Role
 from sandbox_model.security.profiles import seccomp_profile
@@ -331,14 +331,14 @@ VARIANTS = [
         "role-labelled",
         "ci",
         role(W),
-        edit_labels(lambda labels: {k: v for k, v in labels.items() if k != "opencode-sandbox.stack"}),
+        edit_labels(lambda labels: {k: v for k, v in labels.items() if k != LABEL_STACK}),
     ),
     Variant(
         "role-unknown-to-catalog",
         "role-labelled",
         "dev",
         role(W),
-        edit_labels(lambda labels: {**labels, "opencode-sandbox.role": "admin"}),
+        edit_labels(lambda labels: {**labels, LABEL_ROLE: "admin"}),
         exempt=(),
         also=("network-peers-as-designed",),
     ),
