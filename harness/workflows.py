@@ -7,8 +7,6 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from sandbox_model.paths import REPO_ROOT
@@ -49,7 +47,3 @@ def pulumi_args(name: str) -> list[str]:
                 f"{name}: pulumi/actions input {key!r} has no CLI equivalent here; add it to harness/workflows.py"
             )
     return args
-
-
-def workflow_path(name: str) -> Path:
-    return WORKFLOWS / name

@@ -59,7 +59,6 @@ from sandbox_model.security.table import (
     ContainerRule,
     ResourceRule,
     Rule,
-    Scope,
     StackRule,
 )
 
@@ -71,15 +70,14 @@ PACK_DESCRIPTION = (
 ENFORCEMENT_LEVEL = EnforcementLevel.MANDATORY
 #: The one config property of every policy: the roles this policy does not apply to.
 EXEMPT_ROLES = "exemptRoles"
-#: The scopes the pack enforces; rules of scope image are checked on the built images instead.
-PACK_SCOPES = (Scope.CONTAINER, Scope.STACK, Scope.RESOURCE)
 UNKNOWN_ERRORS = (UnknownValueError,)
 
+#: The rule kinds the pack enforces; rules of scope image are checked on the built images instead.
 PackRule = ContainerRule | StackRule | ResourceRule
 
 
 def pack_rules() -> tuple[PackRule, ...]:
-    return tuple(rule for rule in RULES if isinstance(rule, (ContainerRule, StackRule, ResourceRule)))
+    return tuple(rule for rule in RULES if isinstance(rule, PackRule))
 
 
 def config_schema(rule: Rule) -> PolicyConfigSchema:

@@ -408,5 +408,3 @@ RULES: tuple[Rule, ...] = (
 RULES_BY_ID: Mapping[str, Rule] = {rule.id: rule for rule in RULES}
 CONTAINER_RULES: tuple[ContainerRule, ...] = tuple(rule for rule in RULES if isinstance(rule, ContainerRule))
 STACK_RULES: tuple[StackRule, ...] = tuple(rule for rule in RULES if isinstance(rule, StackRule))
-RESOURCE_RULES: tuple[ResourceRule, ...] = tuple(rule for rule in RULES if isinstance(rule, ResourceRule))
-IMAGE_RULES: tuple[ImageRule, ...] = tuple(rule for rule in RULES if isinstance(rule, ImageRule))
